@@ -1,0 +1,1 @@
+"""Evaluation: exact Kuhn exploitability, arenas against fixed opponents, reasoning benchmarks."""

@@ -1,0 +1,402 @@
+"""SimpleNegotiation-v1: two seats trade Wood and Gold for 10 actions (SPIRAL.md sections 4, 6).
+
+Rules (the SPIRAL reference's v1 env, two resources):
+- Each seat starts with 10 Wood and 10 Gold. Seat 0 values Wood 5, Gold 15; seat 1 values Wood 15,
+  Gold 5. Seat 0 moves first and the seats alternate; the game ends after 10 actions, when the seat
+  whose inventory value grew more wins (+1/-1); equal gains draw.
+- Moves: ``[Offer: 3 Wood -> 2 Gold]`` (give -> receive), ``[Accept]``, ``[Deny]``.
+  An offer is legal iff both sides name a positive quantity and the offerer holds what it gives
+  (any such offer, not the reference's random handful); a new offer implicitly denies a pending one.
+  ``[Accept]`` is legal only while the other seat's offer is pending and the accepter holds what it
+  is asked for; it executes the trade. ``[Deny]`` is always legal: it clears a pending offer, and
+  with none pending it is a pass.
+
+Action ids (fixed space): 0 = Accept, 1 = Deny, then ``2 + offer_index(give_wood, give_gold,
+get_wood, get_gold)`` with each quantity in 0..20 (20 is all of a resource in the game), so
+``num_actions = 2 + 21**4``. Canonical offer text lists Wood before Gold and omits zero quantities:
+``[Offer: 3 Wood, 2 Gold -> 5 Gold]``.
+
+Deliberate differences from the reference v1 env (on TextArena 0.6) and TextArena 0.7.4's v0:
+- ``[Accept]`` with no offer pending is illegal (forfeit). The reference env ignores it, but the
+  reference's legal-action list holds ``[Accept]`` only while an offer is pending, so SPIRAL
+  forfeits it too. ``[Deny]`` is legal at any time (the reference lists it only with an offer).
+- Parsing follows SPIRAL's exact-match rule: after ``\\boxed{}`` extraction the move must be
+  exactly ``[Accept]``, ``[Deny]`` (case-sensitive) or one offer token, with no chat around it.
+  Inside an offer the reference's leniency holds: any case of ``Offer`` and of resource names, an
+  optional ``I give``/``I offer``, ``,``/``and`` separators, plurals ``Woods``/``Golds``, repeated
+  resources summed, trailing punctuation. A quantity of 0 is malformed (as in the reference); a
+  total above 20 is INVALID here (the reference accepts asking for more than exists, an offer
+  nobody can ever accept).
+- An offer's history line shows its canonical text, not the seat's own spelling.
+- A forfeit ends the game at once (TextArena allows one retry); its closing line is
+  ``Player k lost the game by way of invalid move.`` plus the reference's reason where it has one.
+- TextArena 0.7.4's v0 (5 random resources) words a deny ``Player k rejected the trade offer.``,
+  adds ``Player k made no new trade offer.`` after every non-offer move, leaves a denied offer
+  pending and with max_turns=10 plays 11 actions; we keep the reference v1's wording and rules.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from spiral_jax.games import core, registry
+from spiral_jax.text import actions as text_actions
+
+RESOURCES = ("Wood", "Gold")
+WOOD, GOLD = 0, 1
+START_QUANTITY = 10
+VALUES = np.array([[5, 15], [15, 5]], np.int32)  # (seat, resource)
+INITIAL_VALUE = START_QUANTITY * VALUES.sum(axis=1)  # i32[2]: 200 for each seat
+MAX_QUANTITY = 2 * START_QUANTITY  # all of one resource in the game
+NUM_QUANTITIES = MAX_QUANTITY + 1
+NUM_OFFERS = NUM_QUANTITIES**4
+ACCEPT, DENY, FIRST_OFFER = 0, 1, 2
+MAX_MOVES = 10
+_NUM_RECEIVES = NUM_QUANTITIES**2 - 1  # receive sides naming at least one item
+
+
+@struct.dataclass
+class NegotiationState(core.State):
+  """Shared fields plus the trade state.
+
+  inventory:  i32[2, 2] holdings by (seat, resource), resources ordered (Wood, Gold)
+  offer:      i32[4]    the pending offer (give wood, give gold, get wood, get gold), from its
+                        maker's side; zeros when none is pending
+  offer_from: i32[]     the seat whose offer is pending, or NO_SEAT
+  """
+  inventory: jax.Array
+  offer: jax.Array
+  offer_from: jax.Array
+
+
+def offer_action(give_wood: int, give_gold: int, get_wood: int, get_gold: int) -> int:
+  """The action id of an offer; each quantity must lie in 0..20."""
+  terms = (give_wood, give_gold, get_wood, get_gold)
+  if not all(0 <= q <= MAX_QUANTITY for q in terms):
+    raise ValueError(f"offer quantities must lie in 0..{MAX_QUANTITY}, got {terms}")
+  return int(_encode(*terms))
+
+
+def _encode(give_wood: Any, give_gold: Any, get_wood: Any, get_gold: Any) -> Any:
+  """Elementwise offer ids of quantities in 0..20 (ints, numpy or jax arrays)."""
+  n = NUM_QUANTITIES
+  return FIRST_OFFER + ((give_wood * n + give_gold) * n + get_wood) * n + get_gold
+
+
+def _quantities(action: Any) -> tuple[Any, Any, Any, Any]:
+  """Elementwise (give wood, give gold, get wood, get gold) of offer ids."""
+  index = action - FIRST_OFFER
+  n = NUM_QUANTITIES
+  return index // n**3, (index // n**2) % n, (index // n) % n, index % n
+
+
+def offer_terms(action: Any) -> Any:
+  """i32[..., 4] (give wood, give gold, get wood, get gold) of offer ids (numpy or jax arrays)."""
+  stack = jnp.stack if isinstance(action, jax.Array) else np.stack
+  return stack(_quantities(action), axis=-1)
+
+
+def _is_legal(xp, state: NegotiationState, action) -> Any:
+  """bool[...]: whether each ``action`` is legal; ``xp`` is numpy (host) or jax.numpy (traced).
+
+  Elementwise in ``action``, so the full mask is one fusible expression over an iota.
+  """
+  seat = state.current_seat
+  mine = xp.asarray(state.inventory)[seat]
+  offer_is_pending = xp.asarray(state.offer_from) == 1 - seat
+  can_accept = offer_is_pending & xp.all(xp.asarray(state.offer)[2:] <= mine)
+  give_wood, give_gold, get_wood, get_gold = _quantities(xp.maximum(action, FIRST_OFFER))
+  offer_ok = ((give_wood + give_gold > 0) & (get_wood + get_gold > 0)
+              & (give_wood <= mine[WOOD]) & (give_gold <= mine[GOLD]))
+  in_range = (action >= 0) & (action < FIRST_OFFER + NUM_OFFERS)
+  legal = xp.where(action == ACCEPT, can_accept, xp.where(action == DENY, True, offer_ok))
+  return in_range & legal & ~xp.asarray(state.terminated)
+
+
+class SimpleNegotiation(core.Game):
+  """Two-resource negotiation; see the module docstring for the rules and the action space."""
+
+  id = "SimpleNegotiation-v1"
+  num_actions = FIRST_OFFER + NUM_OFFERS
+  max_moves = MAX_MOVES
+
+  # ---- rules (pure, traceable) ----
+  def init(self, key: jax.Array) -> NegotiationState:
+    """The fixed start: 10 Wood and 10 Gold each, no offer, seat 0 to move (``key`` is unused)."""
+    del key  # the game has no chance
+    return NegotiationState(
+        **core.base_fields(self.max_moves),
+        inventory=jnp.full((core.NUM_SEATS, len(RESOURCES)), START_QUANTITY, jnp.int32),
+        offer=jnp.zeros((4,), jnp.int32),
+        offer_from=jnp.asarray(core.NO_SEAT, jnp.int32))
+
+  def is_legal(self, state: NegotiationState, action: jax.Array) -> jax.Array:
+    """bool[]: ``legal_action_mask(state)[action]`` without building the 194k-wide mask."""
+    return _is_legal(jnp, state, jnp.asarray(action, jnp.int32))
+
+  def legal_action_mask(self, state: NegotiationState) -> jax.Array:
+    """bool[num_actions], elementwise over the ids so that under jit ``mask[action]`` fuses into
+    one scalar check instead of a 194k-wide buffer per game."""
+    return _is_legal(jnp, state, jnp.arange(self.num_actions, dtype=jnp.int32))
+
+  def _apply(self, state: NegotiationState, action: jax.Array) -> NegotiationState:
+    seat = state.current_seat
+    other = 1 - seat
+    # Accepting moves the pending offer's goods: its maker (``other``) pays give, receives get.
+    maker_change = state.offer[2:] - state.offer[:2]
+    traded = state.inventory.at[other].add(maker_change).at[seat].add(-maker_change)
+    is_offer = action >= FIRST_OFFER
+    inventory = jnp.where(action == ACCEPT, traded, state.inventory)
+    offer = jnp.where(is_offer, offer_terms(jnp.maximum(action, FIRST_OFFER)), 0).astype(jnp.int32)
+    offer_from = jnp.where(is_offer, seat, core.NO_SEAT).astype(jnp.int32)
+    done = state.num_moves >= self.max_moves
+    gains = (inventory * VALUES).sum(axis=1) - INITIAL_VALUE
+    winner_sign = jnp.sign(gains[0] - gains[1]).astype(jnp.float32)
+    rewards = jnp.where(done, winner_sign * jnp.array([1.0, -1.0], jnp.float32), 0.0)
+    return state.replace(inventory=inventory, offer=offer, offer_from=offer_from,
+                         current_seat=other.astype(jnp.int32), terminated=done, rewards=rewards)
+
+  def random_action(self, state: NegotiationState, key: jax.Array) -> jax.Array:
+    """i32[]: uniform over the legal ids, by counting them (no 194k-wide mask); DENY once over.
+
+    Legal ids: Accept (when legal), Deny, and every (give, get) pair where give is one of the
+    ``(wood+1)(gold+1) - 1`` non-empty bundles the mover holds and get one of 440 non-empty bundles.
+    """
+    seat = state.current_seat
+    mine = state.inventory[seat]
+    can_accept = self.is_legal(state, ACCEPT).astype(jnp.int32)
+    gives = (mine[WOOD] + 1) * (mine[GOLD] + 1) - 1
+    count = can_accept + 1 + gives * _NUM_RECEIVES
+    pick = jax.random.randint(key, (), 0, count, dtype=jnp.int32)
+    offer_index = jnp.maximum(pick - can_accept - 1, 0)
+    give = offer_index // _NUM_RECEIVES + 1  # skip the empty bundle (0, 0)
+    get = offer_index % _NUM_RECEIVES + 1
+    give_wood, give_gold = give // (mine[GOLD] + 1), give % (mine[GOLD] + 1)
+    get_wood, get_gold = get // NUM_QUANTITIES, get % NUM_QUANTITIES
+    offer = _encode(give_wood, give_gold, get_wood, get_gold)
+    action = jnp.where(pick < can_accept, ACCEPT, jnp.where(pick == can_accept, DENY, offer))
+    return jnp.where(state.terminated, DENY, action).astype(jnp.int32)
+
+  # ---- text (host) ----
+  def action_text(self, action: int) -> str:
+    """``[Accept]``, ``[Deny]`` or ``[Offer: 3 Wood, 2 Gold -> 5 Gold]`` (zeros omitted)."""
+    action = int(action)
+    if not 0 <= action < self.num_actions:
+      raise ValueError(f"action must lie in [0, {self.num_actions}), got {action}")
+    if action == ACCEPT:
+      return "[Accept]"
+    if action == DENY:
+      return "[Deny]"
+    terms = offer_terms(np.int64(action))
+    return f"[Offer: {_bundle_text(terms[:2])} -> {_bundle_text(terms[2:])}]"
+
+  def action_from_text(self, move: str) -> int:
+    """The id ``move`` names: ``[Accept]``/``[Deny]`` exactly, or one offer token; else INVALID."""
+    if move == "[Accept]":
+      return ACCEPT
+    if move == "[Deny]":
+      return DENY
+    terms = parse_offer(move)
+    return core.INVALID if terms is None else offer_action(*terms)
+
+  def parse(self, response: str, state: NegotiationState) -> int:
+    """The legal id a response names (SPIRAL's ``\\boxed{}`` rules), or INVALID. Never raises."""
+    move = text_actions.extract_action(response)
+    if move is None:
+      return core.INVALID
+    action = self.action_from_text(move)
+    if action == core.INVALID or not bool(_is_legal(np, _to_numpy(state), action)):
+      return core.INVALID
+    return action
+
+  def render(self, state: NegotiationState, seat: int) -> str:
+    """What ``seat`` has seen, as TextArena's LLM observation wrapper prints it: the reference v1
+    prompt, then ``[Player k] <move>`` and ``[GAME] ...`` lines, replayed from the history."""
+    state = _to_numpy(state)
+    lines = [f"[GAME] {_prompt(seat)}"]
+    inventory = np.full((core.NUM_SEATS, len(RESOURCES)), START_QUANTITY, np.int64)
+    pending: tuple[int, np.ndarray] | None = None  # (maker, terms)
+    num_moves = int(state.num_moves)
+    forfeited_by = int(state.forfeited_by)
+    for t in range(min(num_moves, self.max_moves)):
+      mover, action = t % core.NUM_SEATS, int(state.history[t])
+      if 0 <= action < self.num_actions:
+        lines.append(f"[Player {mover}] {self.action_text(action)}")
+      if forfeited_by != core.NO_SEAT and t == num_moves - 1:
+        reason = _forfeit_reason(mover, action, inventory, pending)
+        lines.append(f"[GAME] Player {mover} lost the game by way of invalid move.{reason}")
+        break
+      if action == ACCEPT:
+        maker, terms = pending
+        inventory[maker] += terms[2:] - terms[:2]
+        inventory[mover] -= terms[2:] - terms[:2]
+        lines.append(f"[GAME] Player {mover} accepted the trade offer from Player {maker}.")
+        pending = None
+      elif action == DENY:
+        if pending is not None:
+          lines.append(f"[GAME] Player {mover} denied the trade offer from Player {pending[0]}.")
+        pending = None
+      else:
+        if pending is not None:
+          lines.append(f"[GAME] Player {mover} implicitly denied the previous offer by making a "
+                       "counter-offer.")
+        terms = offer_terms(np.int64(action))
+        pending = (mover, terms)
+        lines.append(f"[GAME] Player {mover} made the following offer to Player {1 - mover}: "
+                     f"Offered items: {_bundle_text(terms[:2])} -> "
+                     f"Requested items: {_bundle_text(terms[2:])}")
+    if bool(state.terminated) and forfeited_by == core.NO_SEAT:
+      lines.append(_outcome_line(np.asarray(state.rewards)))
+    return "".join(f"\n{line}" for line in lines)
+
+
+def _to_numpy(state: NegotiationState) -> NegotiationState:
+  return jax.tree.map(np.asarray, state)
+
+
+def _bundle_text(quantities) -> str:
+  named = [f"{int(q)} {name}" for q, name in zip(quantities, RESOURCES) if q > 0]
+  return ", ".join(named) if named else "nothing"
+
+
+def _prompt(seat: int) -> str:
+  """The reference v1 prompt (TextArena's Negotiation wording with Wood and Gold)."""
+  resource_lines = "\n\t+ ".join(
+      f"{f'[{name}]':<8}  Qty: {START_QUANTITY:<2}   Value: {VALUES[seat, r]}"
+      for r, name in enumerate(RESOURCES))
+  return (
+      f"You are Player {seat} in the Negotiation Game.\n"
+      "You have some resources, and your task is to trade such that the total value of your "
+      "resources increases.\n"
+      f"The resources and associated values you currently have are:\n\t+ {resource_lines}\n"
+      "At each turn, you can talk to your opponent or make a trade offer.\n"
+      "Use the following special tokens for actions:\n"
+      "  - [Offer]: To make a trade offer.\n"
+      "    Format: [Offer: Offered Resources -> Requested Resources]\n"
+      "    Example: [Offer: 3 Wood -> 2 Gold]\n"
+      "  - [Accept]: To accept an incoming offer.\n"
+      "  - [Deny]: To deny an incoming offer (default).\n"
+      "YOU CAN INCLUDE ADDITIONAL TEXT BEFORE AND/OR AFTER THESE TOKENS.\n"
+      "    Example: \"I'm open to negotiation.\"\n"
+      f"The game lasts for {MAX_MOVES} turns in total.\n")
+
+
+def _forfeit_reason(mover: int, action: int, inventory: np.ndarray, pending) -> str:
+  """The reference's reason text for the illegal moves its env itself rejects."""
+  if action == ACCEPT and pending is not None:
+    return (f" Reason: Player {mover} tried accepting a trade without having the necessary "
+            "resources.")
+  if action >= FIRST_OFFER and action < FIRST_OFFER + NUM_OFFERS:
+    terms = offer_terms(np.int64(action))
+    if (terms[:2] > inventory[mover]).any():
+      return (f" Reason: Player {mover} tried to make a trade offer without having the necessary "
+              "resources.")
+  return ""
+
+
+def _outcome_line(rewards: np.ndarray) -> str:
+  if rewards[0] == rewards[1]:
+    return ("[GAME] The game ended in a draw. Reason: Same change in inventory value for all "
+            "players. Draw.")
+  winner = int(np.argmax(rewards))
+  return (f"[GAME] Player {winner} won the game. Reason: Player {winner} won by having a larger "
+          "gain in inventory value.")
+
+
+# ---- offer parsing (host) ----
+_OFFER_TOKEN = re.compile(r"\[offer:([^\[\]]*)\]", re.IGNORECASE)
+_GIVE_PREFIX = re.compile(r"i\s+(?:give|offer)\s+", re.IGNORECASE)
+_ITEM_SEPARATOR = re.compile(r",\s*|\s+and\s+", re.IGNORECASE)
+_ITEM = re.compile(r"(\d+)\s+(.+)")
+_RESOURCE_NAMES = {"Wood": WOOD, "Woods": WOOD, "Gold": GOLD, "Golds": GOLD}
+
+
+def parse_offer(move: str) -> tuple[int, int, int, int] | None:
+  """(give wood, give gold, get wood, get gold) of one offer token such as
+  ``[Offer: 2 Gold, 3 Wood -> 1 Wood]``, or None when malformed or a total exceeds 20."""
+  token = _OFFER_TOKEN.fullmatch(move)
+  if token is None:
+    return None
+  body = " ".join(token.group(1).rstrip(".").split()).rstrip(".,!?")
+  prefix = _GIVE_PREFIX.match(body)
+  if prefix is not None:
+    body = body[prefix.end():]
+  sides = re.split(r"\s*->\s*", body)
+  if len(sides) != 2:
+    return None
+  give, get = _parse_bundle(sides[0]), _parse_bundle(sides[1])
+  if give is None or get is None:
+    return None
+  return (*give, *get)
+
+
+def _parse_bundle(text: str) -> tuple[int, int] | None:
+  """(wood, gold) of ``3 Wood, 2 Gold`` / ``1 gold and 2 woods``; None if malformed or empty."""
+  totals = [0, 0]
+  named_any = False
+  for item in _ITEM_SEPARATOR.split(text):
+    item = item.strip()
+    if not item:
+      continue
+    match = _ITEM.fullmatch(item)
+    if match is None:
+      return None
+    resource = _RESOURCE_NAMES.get(match.group(2).strip().title())
+    quantity = _small_int(match.group(1))
+    if resource is None or quantity == 0:
+      return None
+    totals[resource] += quantity
+    named_any = True
+  if not named_any or max(totals) > MAX_QUANTITY:
+    return None
+  return totals[0], totals[1]
+
+
+def _small_int(digits: str) -> int:
+  """The value of a run of (any script's) decimal digits, capped just above 20: never overflows."""
+  significant = "".join(str(unicodedata.decimal(c)) for c in digits).lstrip("0") or "0"
+  return int(significant) if len(significant) <= 2 else MAX_QUANTITY + 1
+
+
+# ---- expert ----
+Player = Callable[[NegotiationState, jax.Array], jax.Array]
+
+
+def heuristic_player(game: SimpleNegotiation) -> Player:
+  """A sensible negotiator, pure JAX ``(state, key) -> i32[]``; it never makes an illegal move.
+
+  The winner is whoever gains more value, and with these values a seat's gain minus the other's is
+  20 x (items it received - items it gave). So it accepts an offer that nets it items, or that keeps
+  the count and raises its own value; otherwise it proposes ``g`` of the resource it values less for
+  ``g + 1`` of the one it values more (g in 1..3, within both seats' holdings), which also raises
+  the other seat's value, tempting a value-seeking opponent; when it cannot, it denies.
+  """
+  def play(state: NegotiationState, key: jax.Array) -> jax.Array:
+    seat = state.current_seat
+    other = 1 - seat
+    values = jnp.asarray(VALUES)
+    received = state.offer[:2] - state.offer[2:]  # what accepting the pending offer nets this seat
+    own_gain = (received * values[seat]).sum()
+    other_gain = -(received * values[other]).sum()
+    accept = game.is_legal(state, ACCEPT) & (
+        (own_gain > other_gain) | ((own_gain == other_gain) & (own_gain > 0)))
+    cheap = jnp.argmin(values[seat])
+    dear = 1 - cheap
+    most = jnp.minimum(jnp.minimum(3, state.inventory[seat, cheap]),
+                       state.inventory[other, dear] - 1)
+    g = jax.random.randint(key, (), 1, jnp.maximum(most, 1) + 1, dtype=jnp.int32)
+    give = jnp.zeros((2,), jnp.int32).at[cheap].set(g)
+    get = jnp.zeros((2,), jnp.int32).at[dear].set(g + 1)
+    offer = _encode(give[WOOD], give[GOLD], get[WOOD], get[GOLD])
+    return jnp.where(accept, ACCEPT, jnp.where(most >= 1, offer, DENY)).astype(jnp.int32)
+
+  return play
+
+
+registry.register(SimpleNegotiation.id, SimpleNegotiation)

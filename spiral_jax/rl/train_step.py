@@ -1,0 +1,159 @@
+"""The learner: one pure, jitted policy update over a batch of move-samples.
+
+``train_step(state, batch) -> (state, metrics)`` folds the batch's finished games into the RAE
+baselines, gives every sample its seat's advantage, drops zero advantages, then runs ``epochs``
+optimizer steps (PPO), each accumulating gradients over micro-batches. The "old" log-probs are the
+first epoch's own forward pass under the pre-update parameters, so they cost no extra pass and the
+PPO ratio is exactly 1 on the first epoch.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from spiral_jax.rl import losses, rae
+
+# (params, tokens i32[B, L], positions i32[B, L], input_mask bool[B, L]) -> (logp, entropy), both
+# f32[B, L]: entry t scores token t given tokens < t (temperature-scaled logits), and the entropy
+# of the distribution that produced it.
+LogprobFn = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+@struct.dataclass
+class TrainState:
+  """Everything that changes during training; Orbax saves it whole."""
+  step: jax.Array          # i32[] policy steps done
+  params: Any
+  opt_state: Any
+  rae: jax.Array           # f32[num_game_kinds, 2] RAE baselines
+  rng: jax.Array           # the run's base key; step keys are fold_in(rng, step)
+
+
+@struct.dataclass
+class TrainBatch:
+  """A fixed-shape batch: B samples of L = prompt + response tokens, G finished games.
+
+  tokens:        i32[B, L] left-padded prompt then right-padded response
+  positions:     i32[B, L] per-row positions (0 at the first real token)
+  input_mask:    bool[B, L] real tokens
+  loss_mask:     f32[B, L] response tokens (the ones trained on)
+  sample_game:   i32[B] row of the sample's game in the game arrays
+  sample_seat:   i32[B] the seat that made the move
+  sample_valid:  bool[B] False for padding rows
+  game_kind:     i32[G] the game kind index of each finished game, in collection order
+  game_returns:  f32[G, 2] terminal rewards per seat
+  game_valid:    bool[G] False for padding rows
+  """
+  tokens: jax.Array
+  positions: jax.Array
+  input_mask: jax.Array
+  loss_mask: jax.Array
+  sample_game: jax.Array
+  sample_seat: jax.Array
+  sample_valid: jax.Array
+  game_kind: jax.Array
+  game_returns: jax.Array
+  game_valid: jax.Array
+
+
+def make_optimizer(optim, total_updates: int) -> optax.GradientTransformation:
+  """Clip by global norm, then Adam(W) with betas and a schedule (``config.OptimConfig``)."""
+  if optim.schedule == "cosine":
+    lr = optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps,
+                                            max(total_updates, optim.warmup_steps + 1))
+  elif optim.warmup_steps:
+    lr = optax.linear_schedule(0.0, optim.learning_rate, optim.warmup_steps)
+  else:
+    lr = optim.learning_rate
+  return optax.chain(optax.clip_by_global_norm(optim.clip_norm),
+                     optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay))
+
+
+def init_state(params, tx: optax.GradientTransformation, num_game_kinds: int,
+               seed: int) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                    rae=rae.init(num_game_kinds), rng=jax.random.key_data(jax.random.key(seed)))
+
+
+def _micro_batches(tree, n: int):
+  """Splits the leading axis B into [n, B // n]."""
+  return jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), tree)
+
+
+def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
+                    loss_cfg: losses.LossConfig, *, epochs: int = 2, num_micro_batches: int = 1,
+                    rae_enabled: bool = True, rae_alpha: float = rae.ALPHA,
+                    filter_zero_advantage: bool = True):
+  """Returns the pure ``train_step(state, batch) -> (state, metrics)``; jit it with shardings."""
+
+  def train_step(state: TrainState, batch: TrainBatch):
+    game_adv, baselines = rae.advantages(state.rae, batch.game_kind, batch.game_returns,
+                                         batch.game_valid, alpha=rae_alpha, enabled=rae_enabled)
+    advantage = game_adv[batch.sample_game, batch.sample_seat]
+    weight = (batch.sample_valid & rae.keep_mask(advantage, filter_zero_advantage))
+    weight = weight.astype(jnp.float32)
+    loss_mask = batch.loss_mask * batch.input_mask
+    denom = losses.denominator(loss_cfg, loss_mask, weight)
+    per_sample = (batch.tokens, batch.positions, batch.input_mask, loss_mask, advantage, weight)
+
+    def micro_loss(params, mb, old_logp):
+      tokens, positions, input_mask, mask, adv, w = mb
+      logp, entropy = logprob_fn(params, tokens, positions, input_mask)
+      old = jax.lax.stop_gradient(logp) if old_logp is None else old_logp
+      loss, m = losses.policy_loss(loss_cfg, logp, old, adv, mask, w, denom=denom)
+      m["entropy_sum"] = (jax.lax.stop_gradient(entropy) * mask * w[:, None]).sum()
+      return loss, (m, jax.lax.stop_gradient(logp))
+
+    grad_fn = jax.grad(micro_loss, has_aux=True)
+
+    def run_epoch(params, opt_state, old_logp):
+      def accumulate(grads, xs):
+        mb, old = xs
+        g, (m, logp) = grad_fn(params, mb, old)
+        return jax.tree.map(jnp.add, grads, g), (m, logp)
+
+      zeros = jax.tree.map(jnp.zeros_like, params)
+      mbs = _micro_batches(per_sample, num_micro_batches)
+      olds = None if old_logp is None else _micro_batches(old_logp, num_micro_batches)
+      if olds is None:
+        grads, (m, logp) = jax.lax.scan(lambda g, mb: accumulate(g, (mb, None)), zeros, mbs)
+      else:
+        grads, (m, logp) = jax.lax.scan(accumulate, zeros, (mbs, olds))
+      updates, opt_state = tx.update(grads, opt_state, params)
+      m = jax.tree.map(jnp.sum, m)
+      m["grad_norm"] = optax.global_norm(grads)
+      return optax.apply_updates(params, updates), opt_state, logp.reshape(
+          (-1,) + logp.shape[2:]), m
+
+    params, opt_state = state.params, state.opt_state
+    old_logp, epoch_metrics = None, []
+    for _ in range(epochs):
+      params, opt_state, logp, m = run_epoch(params, opt_state, old_logp)
+      old_logp = logp if old_logp is None else old_logp
+      epoch_metrics.append(m)
+
+    first, last = epoch_metrics[0], epoch_metrics[-1]
+    tokens = jnp.maximum(first["tokens"], 1.0)
+    kept = weight.sum()
+    response_tokens = (loss_mask.sum(-1) * batch.sample_valid).sum()
+    metrics = {
+        "loss": first["pg_loss"],
+        "grad_norm": first["grad_norm"],
+        "entropy": first["entropy_sum"] / tokens,
+        "ratio_first_epoch": first["ratio_sum"] / tokens,
+        "ratio_last_epoch": last["ratio_sum"] / tokens,
+        "clip_frac": last["clipped_tokens"] / tokens,
+        "kept_samples": kept,
+        "advantage_mean": (advantage * weight).sum() / jnp.maximum(kept, 1.0),
+        "advantage_abs_mean": (jnp.abs(advantage) * weight).sum() / jnp.maximum(kept, 1.0),
+        "response_tokens_mean": response_tokens / jnp.maximum(batch.sample_valid.sum(), 1),
+    }
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              rae=baselines)
+    return new_state, metrics
+
+  return train_step
