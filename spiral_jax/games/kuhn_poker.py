@@ -1,0 +1,386 @@
+"""KuhnPoker-v1: Kuhn Poker over several rounds with correct chips, TextArena's text, Nash experts.
+
+Rules (SPIRAL.md sections 4 and 6). The deck is J < Q < K (cards 0, 1, 2). Each of ``rounds``
+rounds (default 5) both seats ante 1 chip and get one distinct card; every round's cards are dealt
+by ``init`` from its key, so the state needs no key. Actions, ids 0..3: ``[check]``, ``[bet]``,
+``[fold]``, ``[call]``. The opening seat checks or bets; after a check the other seat checks (a
+showdown) or bets; facing a bet a seat folds or calls. A bet or a call puts 1 chip in the pot and
+the round's winner (the higher card at a showdown, else the seat that did not fold) takes the pot.
+Seat 1 opens round 1 and the opener alternates (seat ``(r + 1) % 2`` opens round index ``r``).
+After the last round the chip leader wins the match (+1/-1) and a chip tie draws (0/0); with
+``rounds=1`` the rewards are the chips won and lost (the classic game: +-1 or +-2, whose first
+mover's equilibrium value is -1/18). Illegal moves forfeit through ``core.Game.step``.
+
+Seats and OpenSpiel. OpenSpiel's ``kuhn_poker`` player 0 always acts first. Here seat 1 opens
+round 1, so in the single-round game OpenSpiel player ``p`` is our seat ``1 - p``
+(``openspiel_player``). ``info_state`` writes OpenSpiel's information-state strings: the card digit
+then the round's history with ``p`` for check/fold and ``b`` for bet/call (``"0"``, ``"1pb"``,
+``"2b"``).
+
+``render(state, seat)`` reproduces what TextArena 0.7.4's ``KuhnPokerEnv(max_rounds=rounds)``
+shows that seat through the LLM observation wrapper (``ta.make``): every message so far, the
+``[GAME]``-tagged prompt, round openings, ``[Player k] [move]`` lines, "submitted move" lines,
+available actions and round results. Deliberate differences from TextArena (and the SPIRAL
+reference built on it):
+- Chips move: a bet or a call adds 1 chip to the pot, so a called bet wins or loses 2 chips.
+  TextArena's pot is always 2 (bets and calls move nothing), so its "wins pot of N chips" and
+  "Current scores" numbers differ from ours after any called bet.
+- The match goes to the chip leader of the correct count, and a chip tie draws. TextArena 0.7.4
+  compares its own (always +-1 a round) counts, i.e. whoever won more rounds; the SPIRAL reference
+  on TextArena 0.6.4 gave the match to the winner of the last round (SPIRAL.md section 6).
+  ``rounds=1`` pays chips (+-1 or +-2) where TextArena pays +-1.
+- The seat that does not open a round sees its "Your card is" line once; TextArena adds it twice.
+- Nothing follows the last round's result; TextArena deals a phantom round ``rounds + 1`` and
+  announces it (with its card and actions) after the match is over.
+- An illegal move ends the game at once with the configured ``Forfeit`` (SPIRAL's rule), shown as
+  ``[Player k] <move>`` (``[invalid]`` for an unparseable one); TextArena grants one retry.
+- Moves are the exact canonical strings (``parse`` follows SPIRAL's rules); TextArena's regex also
+  accepts any capitalisation anywhere in the text.
+"""
+from __future__ import annotations
+
+import itertools
+import numbers
+from fractions import Fraction
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from spiral_jax.games import core, registry
+
+CHECK, BET, FOLD, CALL = 0, 1, 2, 3
+ACTION_TEXTS = ("[check]", "[bet]", "[fold]", "[call]")
+RANKS = ("J", "Q", "K")
+NUM_CARDS = 3
+ANTE = 1
+MOVES_PER_ROUND = 3  # check, bet, fold/call at most
+INVALID_TEXT = "[invalid]"
+DEALS = np.array(list(itertools.permutations(range(NUM_CARDS), 2)), np.int32)  # (seat 0, seat 1)
+# The four betting histories a seat can face within a round, in OpenSpiel's letters.
+ROUND_HISTORIES = ("", "p", "b", "pb")
+OPENSPIEL_LETTERS = ("p", "b", "p", "b")  # by action id: check/fold pass, bet/call bet
+
+
+@struct.dataclass
+class KuhnState(core.State):
+  """The match so far, with R = ``rounds``.
+
+  cards:           i32[R, 2] each seat's card in each round (0=J, 1=Q, 2=K)
+  round:           i32[]     the current round index, 0-based; R once the match is over
+  chips:           i32[2]    each seat's net chips; its antes and bets in the pot already taken off
+  pot:             i32[]     chips in the current round's pot (0 once the match is over)
+  round_moves:     i32[R, 3] each round's action ids in order, INVALID-padded
+  num_round_moves: i32[]     moves made in the current round
+  round_winner:    i32[R]    the seat that took each round's pot, NO_SEAT until decided
+  round_pot:       i32[R]    the pot each round's winner took
+  round_chips:     i32[R, 2] both seats' net chips right after each round (its score line)
+  """
+  cards: jax.Array
+  round: jax.Array
+  chips: jax.Array
+  pot: jax.Array
+  round_moves: jax.Array
+  num_round_moves: jax.Array
+  round_winner: jax.Array
+  round_pot: jax.Array
+  round_chips: jax.Array
+
+
+def opening_seat(round_index: int | jax.Array) -> int | jax.Array:
+  """The seat that opens round ``round_index`` (0-based): seat 1 first, then alternating."""
+  return (round_index + 1) % 2
+
+
+def openspiel_player(seat: int) -> int:
+  """OpenSpiel's ``kuhn_poker`` player for our ``seat`` in the single-round game (1 - seat)."""
+  if seat not in (0, 1):
+    raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
+  return 1 - seat
+
+
+class KuhnPoker(core.Game):
+  """``KuhnPoker(forfeit=core.TRAIN_FORFEIT, rounds=5)``; ``rounds=1`` is the classic game."""
+
+  id = "KuhnPoker-v1"
+  num_actions = 4
+
+  def __init__(self, forfeit: core.Forfeit = core.TRAIN_FORFEIT, rounds: int = 5):
+    super().__init__(forfeit)
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
+      raise ValueError(f"rounds={rounds!r} must be a positive integer (1 gives the classic "
+                       "single-round game, 5 the reference's match)")
+    self.rounds = int(rounds)
+    self.max_moves = MOVES_PER_ROUND * self.rounds
+
+  # ---- rules (pure, traceable) ----
+  def init(self, key: jax.Array) -> KuhnState:
+    """A new match; ``key`` deals two distinct cards for every round."""
+    deal = jax.random.randint(key, (self.rounds,), 0, len(DEALS))  # cheaper than permutations
+    return self.init_with_cards(jnp.asarray(DEALS)[deal])
+
+  def init_with_cards(self, cards: jax.Array | np.ndarray | list) -> KuhnState:
+    """A new match with fixed cards i32[rounds, 2] (``cards[r, seat]``), e.g. TextArena's deal."""
+    cards = jnp.asarray(cards)
+    if cards.shape != (self.rounds, 2):
+      raise ValueError(f"cards has shape {cards.shape}; this game needs i32[{self.rounds}, 2]: "
+                       "one card per seat per round (or make the game with rounds=len(cards))")
+    try:
+      values = np.asarray(cards)
+    except jax.errors.TracerArrayConversionError:
+      values = None  # traced: only concrete cards can be checked
+    if values is not None and (((values < 0) | (values >= NUM_CARDS)).any() or
+                               (values[:, 0] == values[:, 1]).any()):
+      raise ValueError(f"cards={values.tolist()} must hold two distinct cards in 0..2 "
+                       "(J, Q, K) in every round")
+    rounds = self.rounds
+    return KuhnState(
+        cards=cards.astype(jnp.int32),
+        round=jnp.asarray(0, jnp.int32),
+        chips=jnp.full((core.NUM_SEATS,), -ANTE, jnp.int32),
+        pot=jnp.asarray(2 * ANTE, jnp.int32),
+        round_moves=jnp.full((rounds, MOVES_PER_ROUND), core.INVALID, jnp.int32),
+        num_round_moves=jnp.asarray(0, jnp.int32),
+        round_winner=jnp.full((rounds,), core.NO_SEAT, jnp.int32),
+        round_pot=jnp.zeros((rounds,), jnp.int32),
+        round_chips=jnp.zeros((rounds, core.NUM_SEATS), jnp.int32),
+        **core.base_fields(self.max_moves, first_seat=opening_seat(0)))
+
+  def _round_index(self, state: KuhnState) -> jax.Array:
+    return jnp.minimum(state.round, self.rounds - 1)  # stays in bounds once the match is over
+
+  def _last_round_move(self, state: KuhnState) -> jax.Array:
+    """i32[]: the current round's latest action id, INVALID before its first move."""
+    last = state.round_moves[self._round_index(state), jnp.maximum(state.num_round_moves - 1, 0)]
+    return jnp.where(state.num_round_moves > 0, last, core.INVALID)
+
+  def legal_action_mask(self, state: KuhnState) -> jax.Array:
+    """bool[4]: check/bet with no bet on the table, fold/call facing one; nothing once over."""
+    facing_bet = self._last_round_move(state) == BET
+    actions = jnp.arange(self.num_actions)
+    return jnp.where(facing_bet, actions >= FOLD, actions < FOLD) & ~state.terminated
+
+  def _apply(self, state: KuhnState, action: jax.Array) -> KuhnState:
+    seat = state.current_seat
+    r = self._round_index(state)
+    chip_in = ((action == BET) | (action == CALL)).astype(jnp.int32)
+    chips = state.chips.at[seat].add(-chip_in)
+    pot = state.pot + chip_in
+    showdown = (action == CALL) | ((action == CHECK) & (self._last_round_move(state) == CHECK))
+    round_over = showdown | (action == FOLD)
+    played = state.replace(
+        chips=chips, pot=pot, current_seat=1 - seat,
+        round_moves=state.round_moves.at[r, state.num_round_moves].set(action),
+        num_round_moves=state.num_round_moves + 1)
+    high_card_seat = jnp.argmax(state.cards[r]).astype(jnp.int32)
+    winner = jnp.where(action == FOLD, 1 - seat, high_card_seat)
+    return core.tree_select(round_over, self._end_round(played, r, winner), played)
+
+  def _end_round(self, state: KuhnState, r: jax.Array, winner: jax.Array) -> KuhnState:
+    """The winner takes the pot; then the next round's antes, or the match's rewards."""
+    chips = state.chips.at[winner].add(state.pot)
+    next_round = state.round + 1
+    over = next_round >= self.rounds
+    if self.rounds == 1:
+      rewards = chips.astype(jnp.float32)  # the classic game pays chips
+    else:
+      rewards = jnp.sign(chips - chips[::-1]).astype(jnp.float32)  # +1 / -1, a tie 0 / 0
+    return state.replace(
+        round_winner=state.round_winner.at[r].set(winner),
+        round_pot=state.round_pot.at[r].set(state.pot),
+        round_chips=state.round_chips.at[r].set(chips),
+        round=next_round,
+        chips=jnp.where(over, chips, chips - ANTE),
+        pot=jnp.where(over, 0, 2 * ANTE).astype(jnp.int32),
+        num_round_moves=jnp.asarray(0, jnp.int32),
+        # As in TextArena, the next opener is to move (after the match too).
+        current_seat=jnp.asarray(opening_seat(next_round), jnp.int32),
+        terminated=over,
+        rewards=jnp.where(over, rewards, 0.0).astype(jnp.float32))
+
+  # ---- text (host) ----
+  def action_text(self, action: int) -> str:
+    """``'[check]'``, ``'[bet]'``, ``'[fold]'`` or ``'[call]'`` for ids 0..3."""
+    if not 0 <= int(action) < self.num_actions:
+      raise ValueError(f"action={action} is not a Kuhn Poker action; use an id in 0..3 "
+                       f"({', '.join(ACTION_TEXTS)})")
+    return ACTION_TEXTS[int(action)]
+
+  def render(self, state: KuhnState, seat: int) -> str:
+    """The full observation text for ``seat`` of one unbatched state (TextArena's wording)."""
+    if seat not in (0, 1):
+      raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
+    s = _host(state)
+    if s.cards.ndim != 2:
+      raise ValueError(f"state.cards has shape {s.cards.shape}: render takes one unbatched state; "
+                       "slice a batch with jax.tree.map(lambda x: x[i], state)")
+    messages = [f"[GAME] {_prompt(seat, self.rounds)}"]
+    for r in range(min(int(s.round), self.rounds - 1) + 1):
+      messages += _round_messages(s, r, seat, self.rounds)
+    if int(s.forfeited_by) != core.NO_SEAT:
+      move = int(s.history[min(int(s.num_moves), self.max_moves) - 1])
+      text = ACTION_TEXTS[move] if 0 <= move < self.num_actions else INVALID_TEXT
+      messages.append(f"[Player {int(s.forfeited_by)}] {text}")
+    return "".join("\n" + message for message in messages)
+
+  def info_state(self, state: KuhnState, seat: int) -> str:
+    """OpenSpiel's ``kuhn_poker`` information-state string of ``seat`` (single-round games).
+
+    The seat's card digit, then the history in ``p`` (check/fold) and ``b`` (bet/call), e.g.
+    ``"0"``, ``"0pb"``, ``"2b"``. The string is OpenSpiel's for ``openspiel_player(seat)``.
+    """
+    if self.rounds != 1:
+      raise ValueError(f"info_state needs the single-round game (rounds=1), not rounds="
+                       f"{self.rounds}; make it with make('KuhnPoker-v1', rounds=1)")
+    if seat not in (0, 1):
+      raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
+    s = _host(state)
+    if s.cards.ndim != 2:
+      raise ValueError(f"state.cards has shape {s.cards.shape}: info_state takes one unbatched "
+                       "state")
+    moves = [int(a) for a in s.round_moves[0] if a != core.INVALID]
+    return str(int(s.cards[0, seat])) + "".join(OPENSPIEL_LETTERS[a] for a in moves)
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}(id={self.id!r}, rounds={self.rounds}, forfeit={self.forfeit})"
+
+
+def _host(state: KuhnState) -> KuhnState:
+  return jax.tree.map(np.asarray, state)
+
+
+def _prompt(seat: int, rounds: int) -> str:
+  return (f"You are Player {seat} in a {rounds} round game of Kuhn Poker.\n"
+          "Game Rules:\n"
+          "- Kuhn Poker uses a 3-card deck with J, Q, K (J lowest, K highest)\n"
+          f"- Each player antes {ANTE} chip and receives 1 card each round (note that the cards "
+          "are dealt without replacement, so you cannot have the same card as your opponent).\n"
+          f"- Game continues for {rounds} rounds\n"
+          "- The player with the most chips after all rounds wins\n\n"
+          "Action Rules:\n"
+          "- '[check]': Pass without betting (only if no bet is on the table)\n"
+          "- '[bet]': Add 1 chip to the pot (only if no bet is on the table)\n"
+          "- '[call]': Match an opponent's bet by adding 1 chip to the pot\n"
+          "- '[fold]': Surrender your hand and let your opponent win the pot\n")
+
+
+def _available(facing_bet: bool) -> str:
+  actions = (ACTION_TEXTS[FOLD], ACTION_TEXTS[CALL]) if facing_bet else ACTION_TEXTS[:2]
+  return "[GAME] Your available actions are: " + ", ".join(f"'{a}'" for a in actions)
+
+
+def _round_messages(s: KuhnState, r: int, seat: int, rounds: int) -> list[str]:
+  """The messages ``seat`` receives in round index ``r`` of host state ``s``."""
+  opener = opening_seat(r)
+  messages = [f"[GAME] ### Starting round {r + 1} out of {rounds} rounds. "
+              f"Your card is: '{RANKS[int(s.cards[r, seat])]}'"]
+  if seat == opener:
+    messages.append(_available(facing_bet=False))
+  moves = [int(a) for a in s.round_moves[r] if a != core.INVALID]
+  decided = int(s.round_winner[r]) != core.NO_SEAT
+  for index, action in enumerate(moves):
+    mover = opener if index % 2 == 0 else 1 - opener
+    text = ACTION_TEXTS[action]
+    messages += [f"[Player {mover}] {text}", f"[GAME] Player {mover}, submitted move: '{text}'."]
+    if index == len(moves) - 1 and decided:
+      break
+    if seat == 1 - mover:
+      messages.append(_available(facing_bet=action == BET))
+  if decided:
+    winner = int(s.round_winner[r])
+    scores = (f"Current scores: Player 0: '{int(s.round_chips[r, 0])}'; "
+              f"Player 1: '{int(s.round_chips[r, 1])}'")
+    if moves[-1] == FOLD:
+      messages.append(f"[GAME] Player {1 - winner} has folded. {scores}")
+    else:
+      loser = 1 - winner
+      messages.append(
+          f"[GAME] Showdown: Player {winner}'s {RANKS[int(s.cards[r, winner])]} beats "
+          f"Player {loser}'s {RANKS[int(s.cards[r, loser])]}. Player {winner} wins pot of "
+          f"{int(s.round_pot[r])} chips. {scores}")
+  return messages
+
+
+# ---- equilibrium play ----
+def equilibrium_table(alpha: float = 1 / 6) -> dict[str, tuple]:
+  """The one-parameter Nash family of single-round Kuhn Poker, per information set.
+
+  Keys are OpenSpiel's 12 information-state strings (card digit + history); values are the
+  probabilities ``(pass, bet)`` in OpenSpiel's action order (pass = check/fold, bet = bet/call).
+  The first mover bets J with ``alpha``, checks Q then calls a bet with ``alpha + 1/3``, bets K
+  with ``3 * alpha`` (and calls with it); the second mover bets K and calls with K, calls Q with
+  1/3 and checks it, bets J with 1/3 after a check and folds it. The numbers have ``alpha``'s
+  type, so a ``Fraction`` gives exact arithmetic. ``alpha`` must be in [0, 1/3].
+  """
+  _check_alpha(alpha)
+  third = alpha * 0 + Fraction(1, 3)  # a float for float alpha, a Fraction for a Fraction
+  bet = {
+      "0": alpha, "0p": third, "0b": 0, "0pb": 0,
+      "1": 0, "1p": 0, "1b": third, "1pb": alpha + third,
+      "2": 3 * alpha, "2p": 1, "2b": 1, "2pb": 1,
+  }
+  return {info_state: (1 - p, p) for info_state, p in bet.items()}
+
+
+def _check_alpha(alpha) -> None:
+  if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or
+      not 0 <= alpha <= Fraction(1, 3)):
+    raise ValueError(f"alpha={alpha!r} must be a number in [0, 1/3] (the first mover's J-bet "
+                     "probability of the Nash family; 1/6 is the default)")
+
+
+def bet_probabilities(table: Mapping[str, tuple]) -> np.ndarray:
+  """f32[3, 4]: ``[card, h]`` = P(bet or call) at card and ``ROUND_HISTORIES[h]``, from a table
+  keyed by OpenSpiel's information-state strings with ``(pass, bet)`` probabilities."""
+  probs = np.zeros((NUM_CARDS, len(ROUND_HISTORIES)), np.float64)
+  for card in range(NUM_CARDS):
+    for h, history in enumerate(ROUND_HISTORIES):
+      key = f"{card}{history}"
+      if key not in table:
+        raise ValueError(f"the policy table has no entry for information state {key!r}; it "
+                         "needs all 12 of OpenSpiel's kuhn_poker information states")
+      p_pass, p_bet = (float(p) for p in table[key])
+      if min(p_pass, p_bet) < 0 or abs(p_pass + p_bet - 1) > 1e-6:
+        raise ValueError(f"table[{key!r}]={table[key]!r} must be (pass, bet) probabilities "
+                         "that sum to 1")
+      probs[card, h] = p_bet
+  return probs.astype(np.float32)
+
+
+def tabular_player(game: KuhnPoker, table: Mapping[str, tuple]
+                   ) -> Callable[[KuhnState, jax.Array], jax.Array]:
+  """Plays a per-information-set table ``(state, key) -> i32[]`` in every round (jit, vmap).
+
+  Each round is played as a single-round game: the seat's card and the round's own history
+  choose the entry (earlier rounds and the chip count are ignored).
+  """
+  if not isinstance(game, KuhnPoker):
+    raise ValueError(f"tabular_player needs a KuhnPoker game, got {game!r}")
+  probs = jnp.asarray(bet_probabilities(table))
+
+  def play(state: KuhnState, key: jax.Array) -> jax.Array:
+    r = jnp.minimum(state.round, game.rounds - 1)
+    card = state.cards[r, state.current_seat]
+    n = state.num_round_moves
+    opened_with_bet = state.round_moves[r, 0] == BET
+    h = jnp.where(n == 0, 0, jnp.where(n == 1, jnp.where(opened_with_bet, 2, 1), 3))
+    bets = jax.random.uniform(key) < probs[card, h]
+    facing_bet = h >= 2
+    return jnp.where(facing_bet, jnp.where(bets, CALL, FOLD),
+                     jnp.where(bets, BET, CHECK)).astype(jnp.int32)
+
+  return play
+
+
+def equilibrium_player(game: KuhnPoker, alpha: float = 1 / 6
+                       ) -> Callable[[KuhnState, jax.Array], jax.Array]:
+  """The Nash family member ``alpha`` (in [0, 1/3]) as a player ``(state, key) -> i32[]``.
+
+  Used in every round of a multi-round match too; pure, so ``jax.jit``/``jax.vmap`` work.
+  """
+  return tabular_player(game, equilibrium_table(alpha))
+
+
+registry.register(KuhnPoker.id, KuhnPoker)
