@@ -17,10 +17,10 @@ from flax import struct
 
 from spiral_jax.rl import losses, rae
 
-# (params, tokens i32[B, L], positions i32[B, L], input_mask bool[B, L]) -> (logp, entropy), both
-# f32[B, L]: entry t scores token t given tokens < t (temperature-scaled logits), and the entropy
-# of the distribution that produced it.
-LogprobFn = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+# (params, prefix, prefix_mask, row_prefix, tokens, input_mask) -> (logp, entropy), both f32[B, L]:
+# entry t scores token t given the row's prefix and tokens < t (temperature-scaled logits), and the
+# entropy of the distribution that produced it (see rl/logprobs.py).
+LogprobFn = Callable[..., tuple[jax.Array, jax.Array]]
 
 
 @struct.dataclass
@@ -35,10 +35,12 @@ class TrainState:
 
 @struct.dataclass
 class TrainBatch:
-  """A fixed-shape batch: B samples of L = prompt + response tokens, G finished games.
+  """A fixed-shape batch: B samples in groups sharing a prompt prefix, G finished games.
 
-  tokens:        i32[B, L] left-padded prompt then right-padded response
-  positions:     i32[B, L] per-row positions (0 at the first real token)
+  prefix:        i32[N, P] each group's shared prompt prefix, left-padded
+  prefix_mask:   bool[N, P] real prefix tokens
+  row_prefix:    i32[B] the group of each sample
+  tokens:        i32[B, L] each sample's prompt tail then response, right-padded
   input_mask:    bool[B, L] real tokens
   loss_mask:     f32[B, L] response tokens (the ones trained on)
   sample_game:   i32[B] row of the sample's game in the game arrays
@@ -48,8 +50,10 @@ class TrainBatch:
   game_returns:  f32[G, 2] terminal rewards per seat
   game_valid:    bool[G] False for padding rows
   """
+  prefix: jax.Array
+  prefix_mask: jax.Array
+  row_prefix: jax.Array
   tokens: jax.Array
-  positions: jax.Array
   input_mask: jax.Array
   loss_mask: jax.Array
   sample_game: jax.Array
@@ -98,11 +102,12 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
     weight = weight.astype(jnp.float32)
     loss_mask = batch.loss_mask * batch.input_mask
     denom = losses.denominator(loss_cfg, loss_mask, weight)
-    per_sample = (batch.tokens, batch.positions, batch.input_mask, loss_mask, advantage, weight)
+    per_sample = (batch.row_prefix, batch.tokens, batch.input_mask, loss_mask, advantage, weight)
 
     def micro_loss(params, mb, old_logp):
-      tokens, positions, input_mask, mask, adv, w = mb
-      logp, entropy = logprob_fn(params, tokens, positions, input_mask)
+      row_prefix, tokens, input_mask, mask, adv, w = mb
+      logp, entropy = logprob_fn(params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
+                                 input_mask)
       old = jax.lax.stop_gradient(logp) if old_logp is None else old_logp
       loss, m = losses.policy_loss(loss_cfg, logp, old, adv, mask, w, denom=denom)
       m["entropy_sum"] = (jax.lax.stop_gradient(entropy) * mask * w[:, None]).sum()
@@ -157,3 +162,36 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
     return new_state, metrics
 
   return train_step
+
+
+def state_shardings(state: TrainState, mesh) -> TrainState:
+  """The shardings the state's arrays already have on ``mesh`` (parameters placed by the logical
+  rules, optimizer moments following them); anything else (step, RAE baselines, key) replicated."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+  def sharding(x):
+    s = getattr(x, "sharding", None)
+    return s if isinstance(s, jax.sharding.NamedSharding) and s.mesh == mesh else replicated
+
+  return jax.tree.map(sharding, state)
+
+
+def batch_shardings(mesh, rules) -> TrainBatch:
+  """Per-sample arrays split over the batch axes; prefixes and game arrays replicated."""
+  from spiral_jax.parallel import mesh as mesh_lib
+  split = lambda ndim: jax.sharding.NamedSharding(mesh, mesh_lib.batch_spec(rules, ndim))
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return TrainBatch(prefix=rep, prefix_mask=rep, row_prefix=split(1), tokens=split(2),
+                    input_mask=split(2), loss_mask=split(2), sample_game=split(1),
+                    sample_seat=split(1), sample_valid=split(1), game_kind=rep,
+                    game_returns=rep, game_valid=rep)
+
+
+def jit_train_step(train_step, state: TrainState, mesh, rules):
+  """``train_step`` jitted with explicit shardings and the state donated; returns it with the state
+  placed on those shardings."""
+  s_shard = state_shardings(state, mesh)
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  fn = jax.jit(train_step, in_shardings=(s_shard, batch_shardings(mesh, rules)),
+               out_shardings=(s_shard, rep), donate_argnums=0)
+  return fn, jax.device_put(state, s_shard)

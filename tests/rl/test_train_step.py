@@ -9,8 +9,8 @@ from spiral_jax.rl import losses, rae, train_step as ts
 V = 7
 
 
-def bigram_logprobs(params, tokens, positions, input_mask):
-  del positions
+def bigram_logprobs(params, prefix, prefix_mask, row_prefix, tokens, input_mask):
+  del prefix, prefix_mask, row_prefix
   logits = params["w"][tokens[:, :-1]]
   logp_all = jax.nn.log_softmax(logits, -1)
   logp = jnp.take_along_axis(logp_all, tokens[:, 1:, None], -1)[..., 0]
@@ -25,8 +25,8 @@ def make_batch(key, b=8, length=6, g=4):
   tokens = jax.random.randint(k1, (b, length), 0, V)
   loss_mask = jnp.zeros((b, length)).at[:, 3:].set(1.0)
   return ts.TrainBatch(
-      tokens=tokens, positions=jnp.broadcast_to(jnp.arange(length), (b, length)),
-      input_mask=jnp.ones((b, length), bool), loss_mask=loss_mask,
+      prefix=jnp.zeros((1, 0), jnp.int32), prefix_mask=jnp.zeros((1, 0), bool),
+      row_prefix=jnp.zeros((b,), jnp.int32), tokens=tokens, input_mask=jnp.ones((b, length), bool), loss_mask=loss_mask,
       sample_game=jax.random.randint(k2, (b,), 0, g), sample_seat=jax.random.randint(k3, (b,), 0, 2),
       sample_valid=jnp.ones((b,), bool).at[-1].set(False),
       game_kind=jnp.zeros((g,), jnp.int32),

@@ -1,0 +1,54 @@
+"""The CPU default (`make train`): a tiny policy learns single-round Kuhn Poker by self-play + RAE.
+
+A SentencePiece model is trained on the games' own texts, a tiny Qwen3-shaped decoder is
+warm-started on the answer format (random legal moves in the real prompt format), then trained by
+self-play with RAE through exactly the code path of the paper configs.
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.games = ("KuhnPoker-v1",)
+  c.game_weights = (1.0,)
+  c.game_kwargs = {"KuhnPoker-v1": {"rounds": 1}}
+  c.model = "tiny"
+  # A smaller decoder than the `tiny` preset: the whole run must fit in minutes on 2 cores.
+  c.model_overrides = ml_collections.ConfigDict(dict(num_layers=2, d_model=128, num_heads=4,
+                                                     num_kv_heads=2, head_dim=32, mlp_dim=512,
+                                                     max_seq_len=2048))
+  c.tokenizer = "games_sentencepiece"
+  c.vocab_size = 512
+  c.template = "qwen"
+  c.seed = 0
+  c.num_steps = 120
+  c.batch_size = 64
+  c.games_per_round = 32
+  c.max_prompt_tokens = 1024
+  c.epochs = 2
+  c.micro_batch_size = 0
+  c.opponent = "self"
+  c.rae = True
+  c.rae_alpha = 0.95
+  c.filter_zero_advantage = True
+  c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=8, temperature=1.0, top_p=1.0,
+                                              top_k=0))
+  # Responses are a few tokens, so the Dr.GRPO constant is the response budget, not 4096.
+  c.loss = ml_collections.ConfigDict(dict(name="ppo_clip", clip_eps=0.2, aggregation="drgrpo",
+                                          drgrpo_constant=8.0, kl_beta=0.0))
+  c.optim = ml_collections.ConfigDict(dict(learning_rate=1e-3, b1=0.9, b2=0.95, weight_decay=0.0,
+                                           clip_norm=1.0, warmup_steps=0, schedule="constant"))
+  c.warm_start_steps = 30
+  c.warm_start_learning_rate = 3e-3
+  c.eval_every = 10
+  c.eval_games = 64
+  c.eval_temperature = 1.0
+  c.eval_top_p = 1.0
+  c.checkpoint_every = 10
+  c.keep_checkpoints = 2
+  c.mesh_data = -1
+  c.mesh_fsdp = 1
+  c.mesh_tensor = 1
+  c.param_dtype = "float32"
+  c.compute_dtype = "float32"
+  return c
