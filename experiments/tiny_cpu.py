@@ -36,9 +36,9 @@ def get_config():
   # Responses are a few tokens, so the Dr.GRPO constant is the response budget, not 4096.
   c.loss = ml_collections.ConfigDict(dict(name="ppo_clip", clip_eps=0.2, aggregation="drgrpo",
                                           drgrpo_constant=8.0, kl_beta=0.0))
-  c.optim = ml_collections.ConfigDict(dict(learning_rate=1e-3, b1=0.9, b2=0.95, weight_decay=0.0,
+  c.optim = ml_collections.ConfigDict(dict(learning_rate=2e-4, b1=0.9, b2=0.95, weight_decay=0.0,
                                            clip_norm=1.0, warmup_steps=0, schedule="constant"))
-  c.warm_start_steps = 30
+  c.warm_start_steps = 100
   c.warm_start_learning_rate = 3e-3
   c.eval_every = 10
   c.eval_games = 64

@@ -107,6 +107,13 @@ class TrainConfig:
   compute_dtype: str = "float32"
 
   def __post_init__(self):
+    from spiral_jax.model.config import PRESETS  # the model package is not needed to build a game
+    if self.model not in PRESETS and not os.path.isdir(self.model):
+      raise ValueError(f"model={self.model!r} is neither a preset ({sorted(PRESETS)}) nor a local "
+                       "Hugging Face folder; pass one of those")
+    if (self.tokenizer != "games_sentencepiece" and not os.path.isdir(self.tokenizer)):
+      raise ValueError(f"tokenizer={self.tokenizer!r} is not a folder with tokenizer.json or "
+                       "tokenizer.model; pass one, or 'games_sentencepiece'")
     if not self.games:
       raise ValueError("games is empty: name at least one game, e.g. games=('KuhnPoker-v1',)")
     known = set(games_lib.list_games())
@@ -180,6 +187,10 @@ def from_config_dict(cd) -> TrainConfig:
   if len(weights) != len(game_ids):
     raise ValueError(f"game_weights has {len(weights)} entries for {len(game_ids)} games")
   game_kwargs = dict(d.pop("game_kwargs", {}) or {})
+  unknown_ids = [g for g in game_ids if g not in games_lib.list_games()]
+  if unknown_ids:
+    raise ValueError(f"games: unknown game id(s) {unknown_ids}; known ids: "
+                     f"{games_lib.list_games()}")
   for gid in game_kwargs:
     if gid not in game_ids:
       raise ValueError(f"game_kwargs names {gid!r}, which is not in games={game_ids}")

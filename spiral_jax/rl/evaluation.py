@@ -6,12 +6,10 @@ import itertools
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from spiral_jax.eval import kuhn_exact
 from spiral_jax.games import core, experts, kuhn_poker
-from spiral_jax.model import transformer
 from spiral_jax.rl import rollout, sft
 from spiral_jax.text import templates
 
@@ -32,17 +30,14 @@ def kuhn_prompts(game: kuhn_poker.KuhnPoker, template: str = "qwen") -> dict[str
   return prompts
 
 
-def make_score_fn(policy, tokenizer):
-  """``score_fn(prompts, responses) -> f[n]`` total log-prob of response + end-of-turn token."""
-
-  @jax.jit
-  def logprobs(params, tokens, mask):
-    return transformer.token_logprobs(policy.graphdef, params, tokens, mask)
+def make_score_fn(policy, tokenizer, end_of_turn: bool = True):
+  """``score_fn(prompts, responses) -> f[n]``: the total log-prob of each response given its
+  prompt (with the end-of-turn token after it when ``end_of_turn``)."""
 
   def score(prompts: list[str], responses: list[str]) -> np.ndarray:
     rows, starts = [], []
     for p, r in zip(prompts, responses):
-      pi, ri = tokenizer.encode(p), tokenizer.encode(r) + [tokenizer.eos_id]
+      pi, ri = tokenizer.encode(p), tokenizer.encode(r) + ([tokenizer.eos_id] if end_of_turn else [])
       rows.append(pi + ri)
       starts.append(len(pi))
     width = max(len(r) for r in rows)
@@ -50,27 +45,49 @@ def make_score_fn(policy, tokenizer):
     mask = np.zeros((len(rows), width), bool)
     for i, r in enumerate(rows):  # right padding: positions stay 0.. for every row
       tokens[i, :len(r)], mask[i, :len(r)] = r, True
-    lp = np.asarray(logprobs(policy.params, jnp.asarray(tokens), jnp.asarray(mask)))
+    lp = np.asarray(policy.token_logprobs(tokens, mask))
     return np.array([lp[i, starts[i]:len(rows[i])].sum() for i in range(len(rows))])
 
   return score
 
 
-def kuhn_exploitability(game, policy, tokenizer, template: str = "qwen") -> dict:
+def kuhn_exploitability(game, policy, tokenizer, template: str = "qwen",
+                        whole_response: bool = False) -> dict:
+  """The exact exploitability of the policy in single-round Kuhn Poker (``eval/kuhn_exact``).
+
+  The policy's move at each of the 12 information sets is read from the log-probs of the answer
+  ``\boxed{[move`` for each legal move, normalised: the decision itself, whatever the model
+  writes after the move word (a response that goes on to close the box parses to that move).
+  ``invalid_mass_mean`` reports the mass outside those answers. ``whole_response=True`` scores the
+  complete bare responses ``\boxed{[move]}`` + end of turn instead.
+  """
+  responses = {}
+  for s, moves in kuhn_exact.MOVE_NAMES.items():
+    texts = [sft.response_text(game, game.action_from_text(m)) for m in moves]
+    responses[s] = tuple(t if whole_response else t[:-len("]}")] for t in texts)
   estimate = kuhn_exact.distributions_from_scores(
-      make_score_fn(policy, tokenizer), kuhn_prompts(game, template),
-      {s: tuple(sft.response_text(game, game.action_from_text(m)) for m in moves)
-       for s, moves in kuhn_exact.MOVE_NAMES.items()})
+      make_score_fn(policy, tokenizer, end_of_turn=whole_response),
+      kuhn_prompts(game, template), responses)
   return kuhn_exact.report(estimate.policy, estimate.invalid_mass)
 
 
-def evaluate(games: Sequence[core.Game], sample_fn, tokenizer, policy, key, *, num_games: int,
-             template: str = "qwen", max_prompt_tokens: int = 1 << 20) -> dict[str, float]:
-  """``eval/...`` metrics: learner vs random per game (evaluation forfeits), and exploitability."""
-  metrics: dict[str, float] = {}
-  for k, game in enumerate(games):
+def random_opponent_runners(games: Sequence[core.Game]) -> list[rollout.GameRunner]:
+  """Each game with evaluation forfeits against the random player; build once, reuse (jitted)."""
+  runners = []
+  for game in games:
     eval_game = type(game)(forfeit=core.EVAL_FORFEIT, **_game_kwargs(game))
-    runner = rollout.GameRunner(eval_game, experts.random_player(eval_game))
+    runners.append(rollout.GameRunner(eval_game, experts.random_player(eval_game)))
+  return runners
+
+
+def evaluate(runners: Sequence[rollout.GameRunner], sample_fn, tokenizer, policy, key, *,
+             num_games: int, template: str = "qwen",
+             max_prompt_tokens: int = 1 << 20) -> dict[str, float]:
+  """``eval/...`` metrics: learner vs random per game (``random_opponent_runners``), and the exact
+  exploitability for single-round Kuhn Poker."""
+  metrics: dict[str, float] = {}
+  for k, runner in enumerate(runners):
+    game = runner.game
     rng = np.random.default_rng(np.asarray(jax.random.key_data(jax.random.fold_in(key, k))).ravel())
     moves, finished = rollout.play_round([runner], [num_games], sample_fn, tokenizer,
                                          jax.random.fold_in(key, k), template=template, rng=rng,
@@ -86,7 +103,7 @@ def evaluate(games: Sequence[core.Game], sample_fn, tokenizer, policy, key, *, n
     if isinstance(game, kuhn_poker.KuhnPoker) and game.rounds == 1:
       rep = kuhn_exploitability(game, policy, tokenizer, template)
       metrics[f"eval/{game.id}/exploitability"] = rep["exploitability"]
-      metrics[f"eval/{game.id}/leftover_mass"] = rep["invalid_mass_mean"]
+      metrics[f"eval/{game.id}/off_format_mass"] = rep["invalid_mass_mean"]
   return metrics
 
 

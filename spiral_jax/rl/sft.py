@@ -78,29 +78,34 @@ def make_sft_step(logprob_fn, learning_rate: float, num_micro_batches: int = 1):
 
 
 def sft_batch(moves: list[rollout.Move], response_len: int, pad_id: int):
-  """A TrainBatch whose every sample has advantage 1 (one 'game' with returns (1, 1))."""
-  for m in moves:
-    m.game = 0
+  """A TrainBatch whose every sample has advantage 1: all point at one 'game' with returns (1, 1)
+  (``pairs_to_moves(..., game_index=0)``)."""
   games = [rollout.FinishedGame(0, np.ones(2, np.float32), core.NO_SEAT, 0, (0, 1))]
   return batching.train_batch(moves, games, response_len, pad_id)
 
 
-def warm_start(trainer, params, player: str = "random"):
-  """``trainer.cfg.warm_start_steps`` supervised steps on scripted games; returns (params, metrics)."""
+def warm_start(trainer, params, player: str = "random", pool_games: int = 2048):
+  """``trainer.cfg.warm_start_steps`` supervised steps on scripted games; returns (params, metrics).
+
+  The moves of ``pool_games`` games per kind are played, rendered and tokenized once; each step
+  draws its batch from that pool (each kind's share of ``batch_size``) without replacement.
+  """
   cfg = trainer.cfg
   tx, step = make_sft_step(make_logprob_fn(trainer.graphdef, 1.0), cfg.warm_start_learning_rate)
   state = ts.init_state(params, tx, 1, cfg.seed)
-  response_len = cfg.sampling.max_new_tokens
+  key = jax.random.key(cfg.seed + 7)
+  pools = []
+  for k, game in enumerate(trainer.games):
+    pairs = scripted_pairs(game, experts.make_player(player, game), pool_games,
+                           jax.random.fold_in(key, k), cfg.template)
+    pools.append(pairs_to_moves(pairs, trainer.tokenizer, k, 0))
+  rng = np.random.default_rng(cfg.seed)
   loss = float("nan")
-  for i in range(cfg.warm_start_steps):
-    key = jax.random.fold_in(jax.random.key(cfg.seed + 7), i)
+  for _ in range(cfg.warm_start_steps):
     moves = []
-    for k, (game, quota) in enumerate(zip(trainer.games, cfg.game_quotas)):
-      n = max(2, -(-quota // 2))
-      pairs = scripted_pairs(game, experts.make_player(player, game), n,
-                             jax.random.fold_in(key, k), cfg.template)
-      picked = np.random.default_rng(i).choice(len(pairs), min(quota, len(pairs)), replace=False)
-      moves += pairs_to_moves([pairs[j] for j in picked], trainer.tokenizer, k, 0)
-    state, m = step(state, sft_batch(moves, response_len, trainer.tokenizer.pad_id))
+    for pool, quota in zip(pools, cfg.game_quotas):
+      moves += [pool[j] for j in rng.choice(len(pool), min(quota, len(pool)), replace=False)]
+    state, m = step(state, sft_batch(moves, cfg.sampling.max_new_tokens,
+                                     trainer.tokenizer.pad_id))
     loss = float(m["loss"])
   return state.params, {"warm_start/nll": loss, "warm_start/steps": cfg.warm_start_steps}

@@ -94,7 +94,11 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
                     filter_zero_advantage: bool = True):
   """Returns the pure ``train_step(state, batch) -> (state, metrics)``; jit it with shardings."""
 
-  def train_step(state: TrainState, batch: TrainBatch):
+  def train_step(state: TrainState, batch: TrainBatch, ref_params=None):
+    """``ref_params``: the frozen reference policy's parameters, needed when ``loss_cfg.kl_beta``
+    is positive (a KL penalty keeps the policy near it)."""
+    if loss_cfg.kl_beta > 0 and ref_params is None:
+      raise ValueError("loss.kl_beta > 0 needs ref_params (the frozen reference policy)")
     game_adv, baselines = rae.advantages(state.rae, batch.game_kind, batch.game_returns,
                                          batch.game_valid, alpha=rae_alpha, enabled=rae_enabled)
     advantage = game_adv[batch.sample_game, batch.sample_seat]
@@ -109,7 +113,11 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
       logp, entropy = logprob_fn(params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
                                  input_mask)
       old = jax.lax.stop_gradient(logp) if old_logp is None else old_logp
-      loss, m = losses.policy_loss(loss_cfg, logp, old, adv, mask, w, denom=denom)
+      ref_logp = None
+      if loss_cfg.kl_beta > 0:
+        ref_logp = logprob_fn(ref_params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
+                              input_mask)[0]
+      loss, m = losses.policy_loss(loss_cfg, logp, old, adv, mask, w, ref_logp, denom=denom)
       m["entropy_sum"] = (jax.lax.stop_gradient(entropy) * mask * w[:, None]).sum()
       return loss, (m, jax.lax.stop_gradient(logp))
 
@@ -157,6 +165,8 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
         "advantage_abs_mean": (jnp.abs(advantage) * weight).sum() / jnp.maximum(kept, 1.0),
         "response_tokens_mean": response_tokens / jnp.maximum(batch.sample_valid.sum(), 1),
     }
+    if "kl" in first:
+      metrics["kl"] = first["kl"]
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               rae=baselines)
     return new_state, metrics
@@ -187,11 +197,15 @@ def batch_shardings(mesh, rules) -> TrainBatch:
                     game_returns=rep, game_valid=rep)
 
 
-def jit_train_step(train_step, state: TrainState, mesh, rules):
+def jit_train_step(train_step, state: TrainState, mesh, rules, with_reference: bool = False):
   """``train_step`` jitted with explicit shardings and the state donated; returns it with the state
-  placed on those shardings."""
+  placed on those shardings. ``with_reference``: the jitted function takes ``(state, batch,
+  ref_params)`` (for a KL penalty), else ``(state, batch)``."""
   s_shard = state_shardings(state, mesh)
   rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  fn = jax.jit(train_step, in_shardings=(s_shard, batch_shardings(mesh, rules)),
-               out_shardings=(s_shard, rep), donate_argnums=0)
+  in_shardings = (s_shard, batch_shardings(mesh, rules))
+  if with_reference:
+    in_shardings += (s_shard.params,)
+  fn = jax.jit(train_step, in_shardings=in_shardings, out_shardings=(s_shard, rep),
+               donate_argnums=0)
   return fn, jax.device_put(state, s_shard)

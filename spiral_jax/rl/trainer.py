@@ -68,6 +68,7 @@ class Trainer:
     self.graphdef = self.policy.graphdef
     opponent = self._opponent_players()
     self.runners = [rollout.GameRunner(g, opp) for g, opp in zip(self.games, opponent)]
+    self.eval_runners = evaluation.random_opponent_runners(self.games)
     updates = cfg.num_steps * cfg.epochs
     self.tx = ts.make_optimizer(cfg.optim, updates)
     batch = cfg.micro_batch_size or cfg.batch_size
@@ -135,10 +136,14 @@ class Trainer:
     c = self.cfg
     sample = self.sample_fn(state.params, c.eval_temperature, c.eval_top_p)
     policy = dataclasses.replace(self.policy, params=state.params)
-    return evaluation.evaluate(self.games, sample, self.tokenizer, policy,
+    return evaluation.evaluate(self.eval_runners, sample, self.tokenizer, policy,
                                jax.random.fold_in(jax.random.key(c.seed + 1), int(state.step)),
                                num_games=c.eval_games, template=c.template,
                                max_prompt_tokens=c.max_prompt_tokens)
+
+  def _reference_params(self, state: ts.TrainState):
+    """The step-0 parameters: from the first checkpoint, which ``run`` writes before self-play."""
+    return self.checkpointer.restore(0, state).params
 
   # ---- the loop ----
   def run(self) -> ts.TrainState:
@@ -155,9 +160,15 @@ class Trainer:
         params, sft_metrics = sft.warm_start(self, state.params)
         state = state.replace(params=params, opt_state=self.tx.init(params))
         writer.write(0, sft_metrics)
-      writer.write(0, self.evaluate(state))
+      if c.eval_every:
+        writer.write(0, self.evaluate(state))
       self.checkpointer.save(0, state, force=True)
-    train_step, state = ts.jit_train_step(self.train_step, state, self.mesh, mesh_lib.TRAIN_RULES)
+    with_reference = c.loss.kl_beta > 0
+    train_step, state = ts.jit_train_step(self.train_step, state, self.mesh, mesh_lib.TRAIN_RULES,
+                                          with_reference)
+    # The KL reference is the policy self-play starts from (after any warm-start): the step-0
+    # checkpoint, so a resumed run uses the same one.
+    extra = (self._reference_params(state),) if with_reference else ()
     bar = tqdm.tqdm(total=c.num_steps, initial=int(state.step), disable=not self.progress,
                     desc="self-play", dynamic_ncols=True)
     while int(state.step) < c.num_steps:
@@ -166,7 +177,7 @@ class Trainer:
       t1 = time.perf_counter()
       batch = batching.train_batch(r.moves, r.games, c.sampling.max_new_tokens,
                                    self.tokenizer.pad_id)
-      state, learner = train_step(state, batch)
+      state, learner = train_step(state, batch, *extra)
       learner = jax.device_get(learner)
       t2 = time.perf_counter()
       step = int(state.step)

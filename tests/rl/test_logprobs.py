@@ -34,7 +34,7 @@ def test_prefix_logprobs_and_gradients_equal_the_full_sequence():
   fn = logprobs.make_logprob_fn(graphdef, temperature=0.7)
   args = [jnp.asarray(x) for x in (batch.prefix, batch.prefix_mask, batch.row_prefix,
                                    batch.tokens, batch.input_mask)]
-  got, entropy = fn(params, *args)
+  got, entropy = jax.jit(fn)(params, *args)
   # Reference: every row's whole sequence, left-padded, through the model's own token_logprobs.
   full = [m.prompt_ids + m.response_ids for m in moves]
   width = max(map(len, full))
@@ -61,8 +61,8 @@ def test_prefix_logprobs_and_gradients_equal_the_full_sequence():
       resp[i, width - len(m.response_ids):] = True
     return (lp * resp).sum()
 
-  g1 = jax.grad(lambda p: total(p, True))(params)
-  g2 = jax.grad(lambda p: total(p, False))(params)
+  g1 = jax.jit(jax.grad(lambda p: total(p, True)))(params)
+  g2 = jax.jit(jax.grad(lambda p: total(p, False)))(params)
   for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from spiral_jax.rl import losses, rae, train_step as ts
 
@@ -79,3 +80,19 @@ def test_zero_advantage_samples_give_no_gradient():
   new, m = step(state, batch)
   assert float(m["kept_samples"]) == 0.0
   np.testing.assert_array_equal(new.params["w"], state.params["w"])
+
+
+def test_kl_penalty_pulls_towards_the_reference_and_needs_it():
+  tx = optax.adam(1e-2)
+  params = {"w": jax.random.normal(jax.random.key(0), (V, V))}
+  state = ts.init_state(params, tx, num_game_kinds=1, seed=0)
+  batch = make_batch(jax.random.key(7))
+  step = jax.jit(ts.make_train_step(bigram_logprobs, tx, losses.LossConfig(kl_beta=1.0)))
+  new_same, m_same = step(state, batch, params)
+  assert float(m_same["kl"]) == 0.0  # the first epoch's policy is the reference itself
+  far = {"w": params["w"] + 3.0 * jax.random.normal(jax.random.key(9), (V, V))}
+  new_far, m_far = step(state, batch, far)
+  assert float(m_far["kl"]) > 1e-4  # (Dr.GRPO divides by its constant, 4096)
+  assert not np.allclose(new_same.params["w"], new_far.params["w"])  # the penalty has a gradient
+  with pytest.raises(ValueError, match="ref_params"):
+    step(state, batch)
