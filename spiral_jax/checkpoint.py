@@ -9,13 +9,20 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-  """A thin ``CheckpointManager`` wrapper: ``save(step, state)``, ``restore_latest(like)``."""
+  """A thin ``CheckpointManager`` wrapper: ``save(step, state)``, ``restore_latest(like)``.
+
+  Keeps the newest ``keep`` checkpoints and always step 0, the policy self-play started from (the
+  frozen reference of a KL penalty, and the baseline of every comparison).
+  """
 
   def __init__(self, directory: str, keep: int = 3, async_save: bool = True):
     self.directory = os.path.abspath(directory)
+    policies = ocp.checkpoint_managers
+    keep_policy = policies.AnyPreservationPolicy([policies.LatestN(keep),
+                                                  policies.CustomSteps([0])])
     self.manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+        options=ocp.CheckpointManagerOptions(preservation_policy=keep_policy, create=True,
                                              enable_async_checkpointing=async_save))
 
   def save(self, step: int, state: Any, force: bool = False) -> bool:

@@ -5,7 +5,6 @@ with the same workdir resumes from its latest checkpoint.
 """
 from __future__ import annotations
 
-import json
 
 from absl import app, flags, logging
 from ml_collections import config_flags

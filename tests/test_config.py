@@ -1,5 +1,4 @@
 """Config conversion and validation: each bad field fails early with its name in the message."""
-import ml_collections
 import pytest
 
 from spiral_jax import config as config_lib

@@ -39,7 +39,7 @@ def _lcp(rows: Sequence[Sequence[int]]) -> int:
 def _padded_cost(groups: list[list[int]], prompts, extra: Sequence[int]) -> int:
   lcps = [_lcp([prompts[i] for i in g]) for g in groups]
   p = bucket(max(lcps), minimum=0, step=PREFIX_STEP)
-  tail = max(len(prompts[i]) - l + extra[i] for g, l in zip(groups, lcps) for i in g)
+  tail = max(len(prompts[i]) - lcp + extra[i] for g, lcp in zip(groups, lcps) for i in g)
   return bucket(len(groups), minimum=1) * p + len(prompts) * bucket(tail, step=SUFFIX_STEP)
 
 

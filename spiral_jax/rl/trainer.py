@@ -11,10 +11,8 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 

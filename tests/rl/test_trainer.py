@@ -5,7 +5,6 @@ import os
 import jax
 import ml_collections
 import numpy as np
-import pytest
 
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
@@ -28,6 +27,7 @@ def tiny_config(**overrides):
   c.warm_start_steps = 1
   c.eval_every = 0
   c.checkpoint_every = 1
+  c.keep_checkpoints = 2
   c.num_steps = 6
   c.mesh_data = -1
   c.mesh_fsdp = 1
@@ -64,5 +64,8 @@ def test_resume_is_exact(tmp_path):
                "train/rae_baseline/KuhnPoker-v1/seat0"):
     assert name in row
   assert os.path.exists(tmp_path / "straight" / "tensorboard")
+  # The newest checkpoints and step 0 (the starting policy) are kept.
+  kept = sorted(int(p) for p in os.listdir(tmp_path / "straight" / "checkpoints") if p.isdigit())
+  assert kept == [0, 5, 6]
   with open(tmp_path / "straight" / "config.json") as f:
     assert json.load(f)["num_steps"] == 6
