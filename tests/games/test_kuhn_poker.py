@@ -379,7 +379,7 @@ def test_differential_against_textarena(rounds, num_games):
 # ---------------------------------------------------------------- the equilibrium family
 def _expected_first_mover_payoff(table):
   """The single-round payoff of the first mover (seat 1) with both seats on ``table``, exactly."""
-  game = GAMES[1]
+  game, step = GAMES[1], STEPS[1]
 
   def value(state):
     if bool(state.terminated):
@@ -434,7 +434,7 @@ def test_equilibrium_matches_openspiel(alpha):
 
 def test_info_states_seats_and_payoffs_match_openspiel():
   """Every deal and history: OpenSpiel player p is our seat 1 - p, with the same strings/returns."""
-  game = GAMES[1]
+  game, step = GAMES[1], STEPS[1]
   os_game = pyspiel.load_game("kuhn_poker")
   assert [kp.openspiel_player(seat) for seat in (0, 1)] == [1, 0]
   seen = set()
