@@ -44,7 +44,7 @@ def main():
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "learning.json"), "w") as f:
     json.dump(curves, f, indent=1)
-  png = plots.learning_curves([], os.path.join(args.out, "learning.png"), runs=runs)
+  png = plots.learning_curves(runs, os.path.join(args.out, "learning.png"))
   summary = {name: {k: {"first": v[0][1], "last": v[-1][1]} for k, v in c.items() if v}
              for name, c in curves.items()}
   print(json.dumps({"benchmark": "learning: tiny_cpu with and without RAE", "steps": steps,

@@ -40,9 +40,6 @@ class Checkpointer:
     step = self.latest_step()
     return None if step is None else self.restore(step, like)
 
-  def wait(self) -> None:
-    self.manager.wait_until_finished()
-
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()

@@ -187,13 +187,6 @@ def from_config_dict(cd) -> TrainConfig:
   if len(weights) != len(game_ids):
     raise ValueError(f"game_weights has {len(weights)} entries for {len(game_ids)} games")
   game_kwargs = dict(d.pop("game_kwargs", {}) or {})
-  unknown_ids = [g for g in game_ids if g not in games_lib.list_games()]
-  if unknown_ids:
-    raise ValueError(f"games: unknown game id(s) {unknown_ids}; known ids: "
-                     f"{games_lib.list_games()}")
-  for gid in game_kwargs:
-    if gid not in game_ids:
-      raise ValueError(f"game_kwargs names {gid!r}, which is not in games={game_ids}")
   specs = tuple(GameSpec(gid, float(w), tuple(sorted(dict(game_kwargs.get(gid, {})).items())))
                 for gid, w in zip(game_ids, weights))
   model_overrides = tuple(sorted(dict(d.pop("model_overrides", {}) or {}).items()))
@@ -204,8 +197,12 @@ def from_config_dict(cd) -> TrainConfig:
   unknown = set(d) - fields
   if unknown:
     raise ValueError(f"unknown config fields {sorted(unknown)}; known: {sorted(fields)}")
-  return TrainConfig(games=specs, model_overrides=model_overrides, sampling=sampling, loss=loss,
-                     optim=optim, **d)
+  cfg = TrainConfig(games=specs, model_overrides=model_overrides, sampling=sampling, loss=loss,
+                    optim=optim, **d)
+  for gid in game_kwargs:  # after TrainConfig, which names unknown game ids first
+    if gid not in game_ids:
+      raise ValueError(f"game_kwargs names {gid!r}, which is not in games={game_ids}")
+  return cfg
 
 
 def check_workdir(workdir: str) -> None:

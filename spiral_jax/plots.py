@@ -10,9 +10,9 @@ PANELS = (("exploitability", "exploitability"), ("win_rate", "win rate"),
           ("invalid_rate", "invalid rate"), ("response_chars", "response length (chars)"))
 
 
-def learning_curves(rows: list[dict], path: str, runs: dict[str, list[dict]] | None = None) -> str:
-  """One panel per metric family; ``runs`` overlays several runs (e.g. RAE vs no RAE)."""
-  runs = runs or {"run": rows}
+def learning_curves(runs: dict[str, list[dict]], path: str) -> str:
+  """One panel per metric family; ``runs`` maps names to metrics rows (several overlay, e.g. RAE
+  vs no RAE)."""
   fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4))
   for ax, (needle, title) in zip(axes, PANELS):
     for name, run_rows in runs.items():

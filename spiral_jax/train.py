@@ -27,7 +27,7 @@ def main(argv):
   trainer = Trainer(cfg, _WORKDIR.value, progress=_PROGRESS.value)
   trainer.run()
   rows = metrics_lib.read(_WORKDIR.value)
-  png = plots.learning_curves(rows, f"{_WORKDIR.value}/learning_curves.png")
+  png = plots.learning_curves({"run": rows}, f"{_WORKDIR.value}/learning_curves.png")
   print(summary(rows, png))
 
 

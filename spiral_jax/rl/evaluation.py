@@ -10,6 +10,7 @@ import numpy as np
 
 from spiral_jax.eval import kuhn_exact
 from spiral_jax.games import core, experts, kuhn_poker
+from spiral_jax.model.policy import left_pad
 from spiral_jax.rl import rollout, sft
 from spiral_jax.text import templates
 
@@ -35,18 +36,14 @@ def make_score_fn(policy, tokenizer, end_of_turn: bool = True):
   prompt (with the end-of-turn token after it when ``end_of_turn``)."""
 
   def score(prompts: list[str], responses: list[str]) -> np.ndarray:
-    rows, starts = [], []
+    lengths, rows = [], []
     for p, r in zip(prompts, responses):
-      pi, ri = tokenizer.encode(p), tokenizer.encode(r) + ([tokenizer.eos_id] if end_of_turn else [])
-      rows.append(pi + ri)
-      starts.append(len(pi))
-    width = max(len(r) for r in rows)
-    tokens = np.full((len(rows), width), tokenizer.pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):  # right padding: positions stay 0.. for every row
-      tokens[i, :len(r)], mask[i, :len(r)] = r, True
+      response = tokenizer.encode(r) + ([tokenizer.eos_id] if end_of_turn else [])
+      rows.append(tokenizer.encode(p) + response)
+      lengths.append(len(response))
+    tokens, mask = left_pad(rows, tokenizer.pad_id)  # responses end every row
     lp = np.asarray(policy.token_logprobs(tokens, mask))
-    return np.array([lp[i, starts[i]:len(rows[i])].sum() for i in range(len(rows))])
+    return np.array([lp[i, lp.shape[1] - n:].sum() for i, n in enumerate(lengths)])
 
   return score
 
@@ -72,12 +69,9 @@ def kuhn_exploitability(game, policy, tokenizer, template: str = "qwen",
 
 
 def random_opponent_runners(games: Sequence[core.Game]) -> list[rollout.GameRunner]:
-  """Each game with evaluation forfeits against the random player; build once, reuse (jitted)."""
-  runners = []
-  for game in games:
-    eval_game = type(game)(forfeit=core.EVAL_FORFEIT, **_game_kwargs(game))
-    runners.append(rollout.GameRunner(eval_game, experts.random_player(eval_game)))
-  return runners
+  """Each game against the random player; build once, reuse (jitted). Make the games with
+  ``core.EVAL_FORFEIT`` (``GameSpec.make(EVAL_FORFEIT)``) to score forfeits as losses."""
+  return [rollout.GameRunner(game, experts.random_player(game)) for game in games]
 
 
 def evaluate(runners: Sequence[rollout.GameRunner], sample_fn, tokenizer, policy, key, *,
@@ -106,6 +100,3 @@ def evaluate(runners: Sequence[rollout.GameRunner], sample_fn, tokenizer, policy
       metrics[f"eval/{game.id}/off_format_mass"] = rep["invalid_mass_mean"]
   return metrics
 
-
-def _game_kwargs(game: core.Game) -> dict:
-  return {"rounds": game.rounds} if isinstance(game, kuhn_poker.KuhnPoker) else {}

@@ -81,18 +81,19 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
   """Plays ``counts[k]`` games of each kind to the end; returns their moves and finished games."""
   states, owners = [], []
   for k, (runner, n) in enumerate(zip(runners, counts)):
-    states.append(runner.init(jax.random.split(jax.random.fold_in(key, k), max(n, 1))) if n else None)
+    keys = jax.random.split(jax.random.fold_in(key, k), max(n, 1))
+    states.append(runner.init(keys) if n else None)
     owners.append(_seat_owners(runner.opponent, rng, n))
+  host = [jax.device_get(s) for s in states]  # one transfer per kind and turn, reused below
   pending: list[list[tuple[int, int, Move]]] = [[] for _ in runners]  # (game row, ...) per kind
   finished: list[FinishedGame] = []
   finish_index: dict[tuple[int, int], int] = {}
   moves: list[Move] = []
   turn = 0
   while True:
-    host = [jax.device_get(s) if s is not None else None for s in states]
     active_any = False
     prompts, where = [], []  # learner prompts and their (kind, row, seat)
-    opp_rows = []
+    opponent_kinds = set()  # kinds where a fixed opponent is to move somewhere
     for k, (runner, s) in enumerate(zip(runners, host)):
       if s is None:
         continue
@@ -105,7 +106,7 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
           prompts.append(text)
           where.append((k, int(row), seat))
         else:
-          opp_rows.append((k, int(row)))
+          opponent_kinds.add(k)
     if not active_any:
       break
     ids = tokenizer.encode_batch(prompts) if prompts else []
@@ -124,21 +125,20 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
     for k, runner in enumerate(runners):
       if states[k] is None:
         continue
-      if runner.opponent is not None and any(kk == k for kk, _ in opp_rows):
+      if k in opponent_kinds:
         opp = np.asarray(runner.opponent_moves(states[k], jax.random.split(
             jax.random.fold_in(key, 2000 + turn * 64 + k), counts[k])))
-        mine = owners[k][np.arange(counts[k]), np.asarray(host[k].current_seat)]
+        mine = owners[k][np.arange(counts[k]), host[k].current_seat]
         actions[k] = np.where(mine, actions[k], opp).astype(np.int32)
-      new = runner.step(states[k], jnp.asarray(actions[k]))
-      done_now = np.asarray(new.terminated) & ~np.asarray(host[k].terminated)
-      new_host = jax.device_get(new)
-      for row in np.nonzero(done_now)[0]:
+      states[k] = runner.step(states[k], jnp.asarray(actions[k]))
+      new_host = jax.device_get(states[k])
+      for row in np.nonzero(new_host.terminated & ~host[k].terminated)[0]:
         finish_index[(k, int(row))] = game_offset + len(finished)
         finished.append(FinishedGame(k, np.asarray(new_host.rewards[row], np.float32),
                                      int(new_host.forfeited_by[row]),
                                      int(new_host.num_moves[row]),
                                      tuple(np.nonzero(owners[k][row])[0].tolist())))
-      states[k] = new
+      host[k] = new_host
     turn += 1
   for k in range(len(runners)):
     for row, seat, move in pending[k]:

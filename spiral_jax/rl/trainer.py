@@ -66,7 +66,8 @@ class Trainer:
     self.graphdef = self.policy.graphdef
     opponent = self._opponent_players()
     self.runners = [rollout.GameRunner(g, opp) for g, opp in zip(self.games, opponent)]
-    self.eval_runners = evaluation.random_opponent_runners(self.games)
+    self.eval_runners = evaluation.random_opponent_runners(
+        [spec.make(core.EVAL_FORFEIT) for spec in cfg.games])
     updates = cfg.num_steps * cfg.epochs
     self.tx = ts.make_optimizer(cfg.optim, updates)
     batch = cfg.micro_batch_size or cfg.batch_size

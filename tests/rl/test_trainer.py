@@ -69,3 +69,16 @@ def test_resume_is_exact(tmp_path):
   assert kept == [0, 5, 6]
   with open(tmp_path / "straight" / "config.json") as f:
     assert json.load(f)["num_steps"] == 6
+
+
+def test_evaluation_writes_win_rates_and_exact_exploitability(tmp_path):
+  cfg = tiny_config(num_steps=1, eval_every=1, eval_games=8)
+  Trainer(cfg, str(tmp_path), progress=False).run()
+  evals = [r for r in metrics_lib.read(tmp_path) if "eval/KuhnPoker-v1/exploitability" in r]
+  assert [r["step"] for r in evals] == [0, 1]
+  for r in evals:
+    assert 0.0 <= r["eval/KuhnPoker-v1/exploitability"] <= 2.0
+    assert 0.0 <= r["eval/KuhnPoker-v1/off_format_mass"] <= 1.0
+    assert 0.0 <= r["eval/KuhnPoker-v1/vs_random/win_rate"] <= 1.0
+    # Evaluation forfeits pay -1 / +1, so rewards stay within the game's chip range.
+    assert -2.0 <= r["eval/KuhnPoker-v1/vs_random/mean_reward"] <= 2.0
