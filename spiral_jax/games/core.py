@@ -129,6 +129,15 @@ class Game(abc.ABC):
   def render(self, state: State, seat: int) -> str:
     """The observation text for ``seat`` of one unbatched state, in TextArena's wording."""
 
+  def summary(self, state: State, seat: int) -> str:
+    """A short first-person line of what ``seat`` knows now, e.g. ``"I have K; the opponent bet."``.
+
+    Scripted responses (``rl/sft``) write it before their boxed move, as an LLM restates its
+    observation before it decides; empty where a game has none.
+    """
+    del state, seat
+    return ""
+
   @abc.abstractmethod
   def action_text(self, action: int) -> str:
     """The canonical text of an action id, e.g. ``'[4]'`` or ``'[check]'``."""

@@ -225,6 +225,17 @@ class KuhnPoker(core.Game):
       messages.append(f"[Player {int(s.forfeited_by)}] {text}")
     return "".join("\n" + message for message in messages)
 
+  def summary(self, state: KuhnState, seat: int) -> str:
+    """``"I have J."``, ``"I have Q; the opponent checked."``, ``"I have K; the opponent bet."``:
+    the seat's card this round and the opponent's last move in it, if any."""
+    s = _host(state)
+    r = min(int(s.round), self.rounds - 1)
+    line = f"I have {RANKS[int(s.cards[r, seat])]}"
+    moves = [int(a) for a in s.round_moves[r] if a != core.INVALID]
+    if moves:
+      line += "; the opponent " + ("bet" if moves[-1] == BET else "checked")
+    return line + "."
+
   def info_state(self, state: KuhnState, seat: int) -> str:
     """OpenSpiel's ``kuhn_poker`` information-state string of ``seat`` (single-round games).
 

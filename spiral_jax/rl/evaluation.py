@@ -3,7 +3,7 @@ Kuhn Poker the policy's exact exploitability (scored bare-move responses, ``eval
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -15,20 +15,32 @@ from spiral_jax.rl import rollout, sft
 from spiral_jax.text import templates
 
 
-def kuhn_prompts(game: kuhn_poker.KuhnPoker, template: str = "qwen") -> dict[str, str]:
-  """The prompt of each of the 12 OpenSpiel information sets of single-round Kuhn Poker."""
-  prompts: dict[str, str] = {}
+class Infoset(NamedTuple):
+  state: kuhn_poker.KuhnState  # one state of the set, with the seat to move
+  seat: int
+  prompt: str
+
+
+def kuhn_infosets(game: kuhn_poker.KuhnPoker, template: str = "qwen") -> dict[str, Infoset]:
+  """The 12 OpenSpiel information sets of single-round Kuhn Poker, keyed by their strings."""
+  found: dict[str, Infoset] = {}
   for cards in itertools.permutations(range(3), 2):
     for history in ((), (0,), (1,), (0, 1)):
       state = game.init_with_cards(np.array([cards], np.int32))
       for a in history:
         state = game.step(state, a)
       seat = int(state.current_seat)
-      key = game.info_state(state, seat)
       text = templates.spiral_prompt(game.render(state, seat), template)
-      if prompts.setdefault(key, text) != text:
-        raise AssertionError(f"two prompts for information set {key!r}: the render leaks state")
-  return prompts
+      info = found.setdefault(game.info_state(state, seat), Infoset(state, seat, text))
+      if info.prompt != text:
+        raise AssertionError(f"two prompts for information set {game.info_state(state, seat)!r}: "
+                             "the render leaks state")
+  return found
+
+
+def kuhn_prompts(game: kuhn_poker.KuhnPoker, template: str = "qwen") -> dict[str, str]:
+  """The prompt of each of the 12 OpenSpiel information sets of single-round Kuhn Poker."""
+  return {key: info.prompt for key, info in kuhn_infosets(game, template).items()}
 
 
 def make_score_fn(policy, tokenizer, end_of_turn: bool = True):
@@ -52,19 +64,22 @@ def kuhn_exploitability(game, policy, tokenizer, template: str = "qwen",
                         whole_response: bool = False) -> dict:
   """The exact exploitability of the policy in single-round Kuhn Poker (``eval/kuhn_exact``).
 
-  The policy's move at each of the 12 information sets is read from the log-probs of the answer
-  ``\boxed{[move`` for each legal move, normalised: the decision itself, whatever the model
-  writes after the move word (a response that goes on to close the box parses to that move).
-  ``invalid_mass_mean`` reports the mass outside those answers. ``whole_response=True`` scores the
-  complete bare responses ``\boxed{[move]}`` + end of turn instead.
+  The policy's move at each of the 12 information sets is read from the log-probs of the scripted
+  answer up to the move word (``I have J; the opponent bet. \boxed{[call``, see
+  ``sft.response_text``) for each legal move, normalised: the decision itself, given the format
+  the warm-start taught, whatever the model writes after the move word (a response that goes on to
+  close the box parses to that move). ``invalid_mass_mean`` reports the mass outside those
+  answers. ``whole_response=True`` scores the complete responses + end of turn instead.
   """
   responses = {}
-  for s, moves in kuhn_exact.MOVE_NAMES.items():
-    texts = [sft.response_text(game, game.action_from_text(m)) for m in moves]
+  infosets = kuhn_infosets(game, template)
+  for s, info in infosets.items():
+    texts = [sft.response_text(game, game.action_from_text(m), info.state, info.seat)
+             for m in kuhn_exact.MOVE_NAMES[s]]
     responses[s] = tuple(t if whole_response else t[:-len("]}")] for t in texts)
   estimate = kuhn_exact.distributions_from_scores(
       make_score_fn(policy, tokenizer, end_of_turn=whole_response),
-      kuhn_prompts(game, template), responses)
+      {s: info.prompt for s, info in infosets.items()}, responses)
   return kuhn_exact.report(estimate.policy, estimate.invalid_mass)
 
 

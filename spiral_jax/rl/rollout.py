@@ -1,16 +1,36 @@
-"""Multi-turn, multi-game self-play: play batches of games of every configured kind at once.
+"""Multi-turn, multi-game play: batches of games of every configured kind at once, one game loop.
 
-Each turn renders every unfinished game for its current seat, applies SPIRAL's prompt template,
-tokenizes, samples the moves of all games of all kinds in one sampler call, parses them and steps
-each kind's batch with one ``jax.vmap``. Every move a learner seat makes is recorded as a sample.
-Games are played round after round until each kind has at least its quota of samples; then exactly
-the quota is drawn without replacement (SPIRAL.md section 3). Seats run by a fixed opponent (random,
-scripted expert) move with a vmapped player and produce no samples.
+Who plays. Each ``GameRunner`` pairs a game with two sides, each an ``Agent``:
+
+* a scripted ``Player`` (``(state, key) -> i32[]``, see ``games.experts``), stepped for a whole
+  batch with one jitted ``jax.vmap``; or
+* a ``TextAgent`` (``TextOpponent`` is the same class): a text policy with its own ``sample_fn``
+  (the learner's weights, a frozen checkpoint, another Hugging Face model) that plays exactly like
+  the learner: render the observation for the seat, apply SPIRAL's prompt template, tokenize,
+  sample, parse the ``\\boxed{}`` move.
+
+The *learner* side is ``runner.learner``, or when that is None the text policy given to
+``play_round``/``collect`` (``sample_fn``, ``tokenizer``, ``template``): the trainer's case. The
+*opponent* side is ``runner.opponent``; None means self-play (the learner plays both seats).
+With an opponent, each game's learner seat is drawn at random. Only the learner's text moves are
+recorded as ``Move`` samples; an opponent's moves never are, but its invalid moves forfeit the game
+as usual (``core.Game.step``). A scripted learner records no samples (arenas use that, e.g. perfect
+TicTacToe vs random).
+
+Each turn, the rows of all kinds whose mover is the same ``TextAgent`` (by identity) go to that
+agent in one sampler call: one call for the learner, one more per distinct text opponent, and
+none more when the opponent *is* the learner object (a policy against itself in an arena). Each
+distinct scripted player of a kind is one vmapped call over that kind's batch. Games are played
+round after round until each kind has at least its quota of samples; then exactly the quota is
+drawn without replacement (SPIRAL.md section 3). All randomness comes from ``key`` (sampler
+seeds, scripted moves) and ``rng`` (seat draws), so the same seed replays the same games.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,22 +38,63 @@ import numpy as np
 
 from spiral_jax.games import core
 from spiral_jax.games.experts import Player
+from spiral_jax.sampling import sampler
 from spiral_jax.text import templates
 
 # (prompt ids per row, seed) -> (response texts, response ids per row, truncated flags)
 SampleFn = Callable[[list[list[int]], int], tuple[list[str], list[list[int]], list[bool]]]
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class TextAgent:
+  """A text policy that plays like the learner; compared by identity (one sampler call each).
+
+  sample_fn: its sampler (``policy_sample_fn`` builds one from a ``Policy``)
+  tokenizer, template, max_prompt_tokens: None takes ``play_round``'s (the learner's) values;
+    another model family needs its own tokenizer and template (``'llama3'``, ...)
+  name: how reports call it
+  """
+  sample_fn: SampleFn
+  tokenizer: Any = None
+  template: str | None = None
+  max_prompt_tokens: int | None = None
+  name: str = "text"
+
+
+TextOpponent = TextAgent  # the same class, named for its usual place in a GameRunner
+Agent = Player | TextAgent
+
+
+def policy_sample_fn(policy, *, max_new_tokens: int, temperature: float = 1.0,
+                     top_p: float = 1.0, top_k: int = 0) -> SampleFn:
+  """A ``SampleFn`` over ``sampling.generate``: response ids keep the stop token, texts drop it.
+
+  ``policy`` needs a tokenizer (``policy.replace(tokenizer=tok)``) so the sampler returns texts.
+  """
+  if policy.tokenizer is None:
+    raise ValueError("policy_sample_fn: the policy has no tokenizer; pass "
+                     "policy.replace(tokenizer=tokenizer) so responses can be parsed")
+
+  def sample(prompts: list[list[int]], seed: int):
+    out = sampler.generate(policy, prompts, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+    return (out.texts, [t[:n].tolist() for t, n in zip(out.tokens, out.lengths)],
+            out.truncated.tolist())
+
+  return sample
+
+
 @dataclasses.dataclass
 class Move:
   """One sample: a learner seat's prompt and response in one game."""
   prompt_ids: list[int]
-  response_ids: list[int]
+  response_ids: list[int]  # as sampled, the stop token included
   kind: int          # index of the game kind in the config
   seat: int
   game: int          # index into Rollout.games (collection order)
   truncated: bool
   invalid: bool      # the response named no legal move (the game was forfeited)
+  response_text: str = ""  # the decoded response without the stop token, as parsed
 
 
 @dataclasses.dataclass
@@ -53,7 +114,41 @@ class Rollout:
   response_chars: float    # mean characters per learner response before the draw
 
 
-def _seat_owners(opponent: Player | None, rng: np.random.Generator, n: int) -> np.ndarray:
+@functools.lru_cache(maxsize=256)
+def batched(fn: Callable) -> Callable:
+  """``jax.jit(jax.vmap(fn))``, cached per function so rebuilt runners reuse compiled code."""
+  return jax.jit(jax.vmap(fn))
+
+
+def _check_agent(agent: Any, field: str) -> None:
+  if agent is not None and not isinstance(agent, TextAgent) and not callable(agent):
+    raise TypeError(f"GameRunner.{field}={agent!r} must be None, a scripted player "
+                    "(state, key) -> action, or a TextAgent")
+
+
+@dataclasses.dataclass
+class GameRunner:
+  """One game kind and who plays it (see the module docstring); jitted functions built once.
+
+  opponent: None for self-play, else the agent of the seat the learner does not hold
+  learner: None for ``play_round``'s text policy, else an agent (scripted or text)
+  """
+  game: core.Game
+  opponent: Agent | None = None
+  learner: Agent | None = None
+
+  def __post_init__(self):
+    _check_agent(self.opponent, "opponent")
+    _check_agent(self.learner, "learner")
+    self.init = batched(self.game.init)
+    self.step = batched(self.game.step)
+
+  def scripted_moves(self, player: Player) -> Callable:
+    """The jitted, vmapped ``player``: (states, keys[B]) -> i32[B]."""
+    return batched(player)
+
+
+def _seat_owners(opponent: Agent | None, rng: np.random.Generator, n: int) -> np.ndarray:
   """bool[n, 2]: which seats the learner plays (both in self-play; one at random otherwise)."""
   if opponent is None:
     return np.ones((n, core.NUM_SEATS), bool)
@@ -61,75 +156,124 @@ def _seat_owners(opponent: Player | None, rng: np.random.Generator, n: int) -> n
   return np.arange(core.NUM_SEATS)[None, :] == learner[:, None]
 
 
-@dataclasses.dataclass
-class GameRunner:
-  """The jitted batched functions of one game kind, built once."""
-  game: core.Game
-  opponent: Player | None = None
-
-  def __post_init__(self):
-    self.init = jax.jit(jax.vmap(self.game.init))
-    self.step = jax.jit(jax.vmap(self.game.step))
-    if self.opponent is not None:
-      self.opponent_moves = jax.jit(jax.vmap(self.opponent))
+def _seed(key: jax.Array) -> int:
+  return int(jax.random.randint(key, (), 0, 2**31 - 1))
 
 
-def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: SampleFn,
+def _text_turn(agent: TextAgent, rows: list[tuple[int, int, int]], host: list, runners, seed: int
+               ) -> tuple[list, list[str], list[list[int]], list[bool], list[int]]:
+  """Render, template, tokenize, sample and parse the moves of ``rows`` ((kind, row, seat)).
+
+  Returns per row: prompt ids, response text, response ids, truncated, action (or INVALID).
+  """
+  games = [jax.tree.map(lambda x, r=row: x[r], host[k]) for k, row, _ in rows]
+  texts = [templates.spiral_prompt(runners[k].game.render(one, seat), agent.template)
+           for (k, _, seat), one in zip(rows, games)]
+  ids = agent.tokenizer.encode_batch(texts)
+  # keep the most recent history; the template's end survives
+  ids = [p[-agent.max_prompt_tokens:] if len(p) > agent.max_prompt_tokens else p for p in ids]
+  responses, response_ids, truncated = agent.sample_fn(ids, seed)
+  actions = [runners[k].game.parse(text, one)
+             for (k, _, _), text, one in zip(rows, responses, games)]
+  return ids, list(responses), [list(r) for r in response_ids], list(truncated), actions
+
+
+def _agents(runners: Sequence[GameRunner], default: TextAgent | None, tokenizer, template: str,
+            max_prompt_tokens: int) -> tuple[list[Agent], dict[int, TextAgent], np.ndarray]:
+  """The distinct agents (by identity, in order of first appearance), the text ones among them
+  with play_round's defaults filled in (by agent index), and i32[kinds, 2]: the agent index of
+  each kind's (learner, opponent)."""
+  sides: list[tuple[Agent, Agent]] = []
+  for k, runner in enumerate(runners):
+    learner = runner.learner if runner.learner is not None else default
+    if learner is None:
+      raise ValueError(f"runners[{k}] ({runner.game.id}) has no learner: pass sample_fn and "
+                       "tokenizer to play_round, or build GameRunner(..., learner=agent)")
+    sides.append((learner, runner.opponent if runner.opponent is not None else learner))
+  agents: list[Agent] = []
+  for pair in sides:
+    for agent in pair:
+      if all(agent is not a for a in agents):
+        agents.append(agent)
+  resolved = {}
+  for g, agent in enumerate(agents):
+    if isinstance(agent, TextAgent):
+      agent = dataclasses.replace(
+          agent, tokenizer=agent.tokenizer if agent.tokenizer is not None else tokenizer,
+          template=agent.template or template,
+          max_prompt_tokens=agent.max_prompt_tokens or max_prompt_tokens)
+      if agent.tokenizer is None:
+        raise ValueError(f"TextAgent {agent.name!r} has no tokenizer: set TextAgent.tokenizer "
+                         "or pass tokenizer to play_round")
+      resolved[g] = agent
+  index = {id(a): g for g, a in enumerate(agents)}
+  side_index = np.array([[index[id(a)] for a in pair] for pair in sides], np.int32)
+  return agents, resolved, side_index.reshape(-1, 2)
+
+
+def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: SampleFn | None,
                tokenizer, key: jax.Array, *, template: str = "qwen",
                rng: np.random.Generator, max_prompt_tokens: int = 1 << 20,
                game_offset: int = 0) -> tuple[list[Move], list[FinishedGame]]:
-  """Plays ``counts[k]`` games of each kind to the end; returns their moves and finished games."""
+  """Plays ``counts[k]`` games of each kind to the end; returns the learner's text moves and the
+  finished games (in finish order, numbered from ``game_offset``).
+
+  ``sample_fn``/``tokenizer`` (with ``template``, ``max_prompt_tokens``) are the learner of every
+  runner whose ``learner`` is None, and the defaults of any ``TextAgent`` that leaves its
+  tokenizer, template or prompt limit unset; they may be None when no runner needs them.
+  """
+  default = TextAgent(sample_fn, name="learner") if sample_fn is not None else None
+  agents, resolved, side_index = _agents(runners, default, tokenizer, template, max_prompt_tokens)
+
   states, owners = [], []
   for k, (runner, n) in enumerate(zip(runners, counts)):
     keys = jax.random.split(jax.random.fold_in(key, k), max(n, 1))
     states.append(runner.init(keys) if n else None)
     owners.append(_seat_owners(runner.opponent, rng, n))
   host = [jax.device_get(s) for s in states]  # one transfer per kind and turn, reused below
-  pending: list[list[tuple[int, int, Move]]] = [[] for _ in runners]  # (game row, ...) per kind
+  pending: list[list[tuple[int, Move]]] = [[] for _ in runners]  # (game row, move) per kind
   finished: list[FinishedGame] = []
   finish_index: dict[tuple[int, int], int] = {}
-  moves: list[Move] = []
   turn = 0
   while True:
-    active_any = False
-    prompts, where = [], []  # learner prompts and their (kind, row, seat)
-    opponent_kinds = set()  # kinds where a fixed opponent is to move somewhere
-    for k, (runner, s) in enumerate(zip(runners, host)):
+    text_rows: dict[int, list[tuple[int, int, int, bool]]] = {g: [] for g in resolved}
+    movers: list[np.ndarray | None] = []  # i32[n] per kind: the agent index moving in each row
+    for k, s in enumerate(host):
       if s is None:
+        movers.append(None)
         continue
-      for row in np.nonzero(~s.terminated)[0]:
-        active_any = True
-        seat = int(s.current_seat[row])
-        if owners[k][row, seat]:
-          one = jax.tree.map(lambda x: x[row], s)
-          text = templates.spiral_prompt(runner.game.render(one, seat), template)
-          prompts.append(text)
-          where.append((k, int(row), seat))
-        else:
-          opponent_kinds.add(k)
-    if not active_any:
+      rows = np.arange(counts[k])
+      mine = owners[k][rows, s.current_seat]
+      mover = np.where(mine, side_index[k, 0], side_index[k, 1])
+      mover[s.terminated] = -1
+      movers.append(mover)
+      for row in np.nonzero(np.isin(mover, list(resolved)))[0]:  # scripted rows stay vectorised
+        text_rows[int(mover[row])].append((k, int(row), int(s.current_seat[row]),
+                                           bool(mine[row])))
+    if all(m is None or not (m >= 0).any() for m in movers):
       break
-    ids = tokenizer.encode_batch(prompts) if prompts else []
-    for i, p in enumerate(ids):
-      if len(p) > max_prompt_tokens:  # keep the most recent history; the template end survives
-        ids[i] = p[-max_prompt_tokens:]
-    texts, responses, truncated = (sample_fn(ids, int(jax.random.randint(
-        jax.random.fold_in(key, 1000 + turn), (), 0, 2**31 - 1))) if ids else ([], [], []))
-    actions = [np.full(len(o), core.INVALID, np.int32) for o in owners]
-    for (k, row, seat), prompt, text, resp, trunc in zip(where, ids, texts, responses, truncated):
-      one = jax.tree.map(lambda x: x[row], host[k])
-      action = runners[k].game.parse(text, one)
-      actions[k][row] = action
-      pending[k].append((row, seat, Move(prompt, list(resp), k, seat, -1, bool(trunc),
-                                         action == core.INVALID)))
+    actions = [np.full(counts[k], core.INVALID, np.int32) for k in range(len(runners))]
+    turn_key = jax.random.fold_in(key, 1000 + turn)
+    for g, rows in text_rows.items():
+      if not rows:
+        continue
+      out = _text_turn(resolved[g], [r[:3] for r in rows], host, runners,
+                       _seed(jax.random.fold_in(turn_key, g)))
+      for (k, row, seat, is_learner), prompt, text, resp, trunc, action in zip(rows, *out):
+        actions[k][row] = action
+        if is_learner:
+          pending[k].append((row, Move(prompt, resp, k, seat, -1, bool(trunc),
+                                       action == core.INVALID, text)))
     for k, runner in enumerate(runners):
       if states[k] is None:
         continue
-      if k in opponent_kinds:
-        opp = np.asarray(runner.opponent_moves(states[k], jax.random.split(
-            jax.random.fold_in(key, 2000 + turn * 64 + k), counts[k])))
-        mine = owners[k][np.arange(counts[k]), host[k].current_seat]
-        actions[k] = np.where(mine, actions[k], opp).astype(np.int32)
+      for g in np.unique(movers[k][movers[k] >= 0]):
+        if int(g) in resolved:
+          continue
+        keys = jax.random.split(jax.random.fold_in(jax.random.fold_in(turn_key, 100 + k), g),
+                                counts[k])
+        scripted = np.asarray(runner.scripted_moves(agents[g])(states[k], keys))
+        actions[k] = np.where(movers[k] == g, scripted, actions[k]).astype(np.int32)
       states[k] = runner.step(states[k], jnp.asarray(actions[k]))
       new_host = jax.device_get(states[k])
       for row in np.nonzero(new_host.terminated & ~host[k].terminated)[0]:
@@ -140,15 +284,16 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
                                      tuple(np.nonzero(owners[k][row])[0].tolist())))
       host[k] = new_host
     turn += 1
+  moves: list[Move] = []
   for k in range(len(runners)):
-    for row, seat, move in pending[k]:
+    for row, move in pending[k]:
       move.game = finish_index[(k, row)]
       moves.append(move)
   return moves, finished
 
 
 def collect(runners: Sequence[GameRunner], quotas: Sequence[int], games_per_round: int,
-            sample_fn: SampleFn, tokenizer, key: jax.Array, *, template: str = "qwen",
+            sample_fn: SampleFn | None, tokenizer, key: jax.Array, *, template: str = "qwen",
             max_prompt_tokens: int = 1 << 20, max_rounds: int = 1000) -> Rollout:
   """Plays rounds until each kind has ``quotas[k]`` learner moves, then draws exactly that many."""
   rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
@@ -173,6 +318,6 @@ def collect(runners: Sequence[GameRunner], quotas: Sequence[int], games_per_roun
   for k, ms in enumerate(by_kind):
     pick = rng.choice(len(ms), quotas[k], replace=False)
     drawn.extend(ms[i] for i in sorted(pick))
-  chars = [len(tokenizer.decode(m.response_ids)) for m in played]
+  chars = [len(m.response_text) for m in played]
   return Rollout(moves=drawn, games=games, num_played_moves=len(played),
                  response_chars=float(np.mean(chars)) if chars else 0.0)

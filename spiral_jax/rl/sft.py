@@ -1,7 +1,8 @@
 """Supervised trajectories from scripted players: the tokenizer corpus and the format warm-start.
 
 A scripted player (uniformly random, or a game's expert) plays both seats; every move becomes a
-(prompt, response) pair in the real prompt format, the response being the boxed move. Training on
+(prompt, response) pair in the real prompt format, the response being the game's one-line summary
+of what the seat knows (``Game.summary``) and the boxed move. Training on
 random-move games teaches a tiny model only the *format* (a valid ``\\boxed{}`` move), which a
 pretrained LLM already knows; the policy it starts self-play from is close to uniform. The same
 pairs from expert players are the paper's "SFT on expert trajectories" baseline.
@@ -21,9 +22,17 @@ from spiral_jax.rl import train_step as ts
 from spiral_jax.text import templates
 
 
-def response_text(game: core.Game, action: int) -> str:
-  """The bare-move response the warm-start teaches: the move's text in a box."""
-  return f"\\boxed{{{game.action_text(int(action))}}}"
+def response_text(game: core.Game, action: int, state: core.State | None = None,
+                  seat: int | None = None) -> str:
+  """A scripted response: the game's ``summary`` of what the seat knows (when a state is given
+  and the game has one), then the move's text in a box, e.g. ``I have K. \\boxed{[bet]}``.
+
+  Restating the private card right before the move puts it next to the decision, where a tiny
+  model can learn to use it; an LLM does the same in its reasoning.
+  """
+  boxed = f"\\boxed{{{game.action_text(int(action))}}}"
+  summary = game.summary(state, seat) if state is not None else ""
+  return f"{summary} {boxed}" if summary else boxed
 
 
 def scripted_pairs(game: core.Game, player: experts.Player, num_games: int, key: jax.Array,
@@ -41,7 +50,7 @@ def scripted_pairs(game: core.Game, player: experts.Player, num_games: int, key:
       one = jax.tree.map(lambda x: x[row], host)
       seat = int(one.current_seat)
       pairs.append((templates.spiral_prompt(game.render(one, seat), template),
-                    response_text(game, acts[row]), seat))
+                    response_text(game, acts[row], one, seat), seat))
     state = step(state, actions)
   return pairs
 

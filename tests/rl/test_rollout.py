@@ -1,8 +1,10 @@
-"""Sample accounting of the multi-turn, multi-game rollout, with a scripted stand-in sampler."""
+"""Sample accounting of the multi-turn, multi-game rollout, with scripted stand-in samplers and
+scripted or text opponents."""
 import re
 
 import jax
 import numpy as np
+import pytest
 
 import spiral_jax as sj
 from spiral_jax.games import core, experts
@@ -92,3 +94,69 @@ def test_a_fixed_opponent_moves_for_its_seat_and_only_learner_moves_are_samples(
     assert all(m.seat == g.learner_seats[0] for m in mine)
     learner_moves = (g.num_moves + (g.learner_seats[0] == 0)) // 2
     assert len(mine) == learner_moves
+
+
+def counting(sample_fn):
+  """The sampler, with the row count of each call recorded in ``.calls``."""
+
+  def sample(prompts, seed):
+    sample.calls.append(len(prompts))
+    return sample_fn(prompts, seed)
+
+  sample.calls = []
+  return sample
+
+
+def test_a_text_opponent_samples_its_own_moves_which_forfeit_but_never_become_samples():
+  game = sj.games.make("TicTacToe-v0")
+  learner, theirs = counting(fake_sampler(0.0)), counting(fake_sampler(0.5))
+  runner = rollout.GameRunner(game, rollout.TextOpponent(theirs, name="frozen"))
+  moves, games = rollout.play_round([runner], [16], learner, CharTokenizer(), jax.random.key(3),
+                                    rng=np.random.default_rng(3))
+  assert {g.learner_seats for g in games} == {(0,), (1,)}
+  opponent_forfeits = 0
+  for gi, g in enumerate(games):
+    mine = [m for m in moves if m.game == gi]
+    seat = g.learner_seats[0]
+    assert all(m.seat == seat for m in mine) and not any(m.invalid for m in mine)
+    assert len(mine) == (g.num_moves + (seat == 0)) // 2  # exactly the learner's turns
+    assert all(m.response_text.startswith("I think.") for m in mine)
+    assert g.forfeited_by in (core.NO_SEAT, 1 - seat)  # the learner never errs here
+    if g.forfeited_by == 1 - seat:
+      opponent_forfeits += 1
+      assert (g.returns[1 - seat], g.returns[seat]) == (-1.5, 0.5)  # training forfeit
+  assert 0 < opponent_forfeits < 16
+  # One sampler call per turn for each side, each covering every row that side moves in.
+  assert sum(learner.calls) == len(moves)
+  assert sum(theirs.calls) == sum(g.num_moves for g in games) - len(moves)
+  assert max(len(learner.calls), len(theirs.calls)) <= game.max_moves
+
+
+def test_same_seed_same_games_with_text_and_scripted_sides():
+  game = sj.games.make("KuhnPoker-v1", rounds=1)
+
+  def run(seed):
+    runners = [rollout.GameRunner(game, rollout.TextOpponent(fake_sampler(0.3))),
+               rollout.GameRunner(game, experts.expert_player(game))]
+    moves, games = rollout.play_round(runners, [8, 8], fake_sampler(0.1), CharTokenizer(),
+                                      jax.random.key(seed), rng=np.random.default_rng(seed))
+    return ([(m.kind, m.seat, m.game, m.response_text) for m in moves],
+            [(g.kind, g.returns.tolist(), g.forfeited_by, g.learner_seats) for g in games])
+
+  assert run(4) == run(4)
+  assert run(4) != run(5)
+
+
+def test_scripted_learner_against_a_scripted_opponent_records_no_samples():
+  game = sj.games.make("TicTacToe-v0")
+  first_free = lambda state, key: jax.numpy.argmax(game.legal_action_mask(state)).astype(
+      jax.numpy.int32)
+  runner = rollout.GameRunner(game, opponent=first_free, learner=first_free)
+  moves, games = rollout.play_round([runner], [10], None, None, jax.random.key(0),
+                                    rng=np.random.default_rng(0))
+  assert moves == [] and len(games) == 10
+  for g in games:  # cells 0..6 in order: seat 0 completes the 2-4-6 diagonal on move 7
+    assert g.num_moves == 7 and g.returns.tolist() == [1.0, -1.0]
+  with pytest.raises(ValueError, match="no learner"):
+    rollout.play_round([rollout.GameRunner(game)], [2], None, None, jax.random.key(0),
+                       rng=np.random.default_rng(0))

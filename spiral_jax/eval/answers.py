@@ -1,0 +1,724 @@
+"""Final answers of reasoning benchmarks: extraction, normalisation, equivalence, letter matching.
+
+  extract_boxed(response)           # content of the LAST \\boxed{...} / \\fbox{...}, or None
+  is_equivalent(pred, gold)         # "\\dfrac{1}{2}" == "0.5" == "1/2" == "50\\%"; sets, intervals
+  extract_choice(response)          # "B" from \\boxed{(B)}, "The answer is (B)", "Answer: B"
+  score_response(response, problem) # (correct, has_box) for a {answer, kind, choices} problem
+
+Equivalence: both sides are normalised (``normalize_answer``), split into structure (sets and bare
+lists compare order-insensitively; tuples, intervals and matrices in order, brackets included;
+unions of intervals as sets), then each scalar is compared as a string, then as a sympy expression
+built by a small LaTeX translator written here (``parse_latex_expr``). Nothing is ``eval``'d and
+sympy's own ``parse_latex`` is not used (it needs antlr4 or lark, neither installed). Instead of
+timeouts, work is bounded up front: answers over ``MAX_PARSE_CHARS`` are compared as strings only,
+nesting is capped, and powers, factorials and binomials whose value would be huge are refused.
+Numbers compare with a relative tolerance (``REL_TOL``); expressions with variables compare by
+evaluation at fixed points (no ``simplify``). Public functions never raise on any string.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+import sympy
+
+REL_TOL = 1e-4  # Qwen2.5-Math's grader tolerance: 0.33333 matches 1/3, 0.333 does not
+ABS_TOL = 1e-9
+MAX_PARSE_CHARS = 400
+MAX_DEPTH = 50
+MAX_RESULT_DIGITS = 5000  # refuse exact powers whose value would have more digits than this
+MAX_FACTORIAL = 2000
+MAX_ITEMS = 20  # elements of a set/tuple/list compared pairwise
+CHOICE_LETTERS = "ABCDEFGHIJ"
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+
+
+def _escaped(text: str, i: int) -> bool:
+  """Whether text[i] follows an odd run of backslashes (``\\{`` is a literal brace)."""
+  slashes = 0
+  while i - 1 - slashes >= 0 and text[i - 1 - slashes] == "\\":
+    slashes += 1
+  return slashes % 2 == 1
+
+
+def _group_end(text: str, start: int) -> int | None:
+  """Index of the brace closing the one at ``start``, or None when it never closes."""
+  depth = 0
+  for i in range(start, len(text)):
+    c = text[i]
+    if c in "{}" and _escaped(text, i):
+      continue
+    if c == "{":
+      depth += 1
+    elif c == "}":
+      depth -= 1
+      if depth == 0:
+        return i
+  return None
+
+
+def extract_boxed(response: Any) -> str | None:
+  """The stripped content of the last ``\\boxed{...}`` (or ``\\fbox{...}``, or ``\\boxed 5``).
+
+  Braces nest and escaped braces (``\\{``) do not count. When the last box never closes (a
+  truncated response) the answer is None, as is an empty box or a response with no box.
+  """
+  if not isinstance(response, str):
+    return None
+  starts = [m.end() for m in _BOX.finditer(response)]
+  if not starts:
+    return None
+  rest = response[starts[-1]:]
+  stripped = rest.lstrip(" \t")
+  if stripped.startswith("{"):
+    begin = len(rest) - len(stripped)
+    end = _group_end(rest, begin)
+    content = None if end is None else rest[begin + 1:end]
+  elif rest[:1] in (" ", "\t"):  # "\boxed 5": one token
+    content = re.match(r"[^\s$]*", stripped).group(0)
+  else:
+    content = None
+  content = None if content is None else content.strip()
+  return content or None
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation
+
+_TEXT_COMMANDS = ("text", "textbf", "textit", "textrm", "textsf", "texttt", "mbox", "mathrm",
+                  "mathbf", "mathit", "mathsf", "boldsymbol", "operatorname", "boxed", "fbox")
+_UNIT_WORDS = (r"(?:square|sq\.?|cubic)?\s*(?:units?|cm|mm|km|meters?|metres?|centimeters?|"
+               r"kilometers?|millimeters?|miles?|mph|feet|foot|ft|inch(?:es)?|yards?|hours?|"
+               r"hrs?|minutes?|mins?|seconds?|secs?|days?|weeks?|months?|years?|dollars?|"
+               r"cents?|pounds?|lbs?|kg|grams?|liters?|litres?|ml|mL|degrees?|radians?|"
+               r"percent|students?|people|ways|points?|inches|m/s|km/h)")
+_MATH_WORDS = {"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "infty",
+               "inf", "and", "or", "i", "e"}
+_REPLACEMENTS = [
+    (re.compile(r"\\[dtc]frac"), r"\\frac"), (re.compile(r"\\[dt]binom"), r"\\binom"),
+    (re.compile(r"\\displaystyle|\\limits|\\nolimits"), ""),
+    (re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg)"
+                r"(?![A-Za-z])\.?"), ""),
+    (re.compile(r"(?<!\\)\\(?:[!,:; ]|quad|qquad|hspace\{[^}]*\})|~"), " "),
+    (re.compile(r"\\lbrace|\\lbrack"), r"\\{"), (re.compile(r"\\rbrace|\\rbrack"), r"\\}"),
+    (re.compile(r"\\langle"), "("), (re.compile(r"\\rangle"), ")"),
+    (re.compile(r"\\(?:lvert|rvert|vert|mid)(?![A-Za-z])"), "|"),
+    (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree"), ""),
+    (re.compile(r"\\varnothing"), r"\\emptyset"), (re.compile(r"\\infinity"), r"\\infty"),
+    (re.compile(r"\\(?:le|leqslant)(?![A-Za-z])"), r"\\leq"),
+    (re.compile(r"\\(?:ge|geqslant)(?![A-Za-z])"), r"\\geq"),
+    (re.compile(r"\\ne(?![A-Za-z])"), r"\\neq"),
+    (re.compile("−|–"), "-"), (re.compile("×"), r"\\times "), (re.compile("·|⋅"), r"\\cdot "),
+    (re.compile("π"), r"\\pi "), (re.compile("∞"), r"\\infty "), (re.compile("√"), r"\\sqrt"),
+    (re.compile(r"\{,\}"), ","),
+]
+_DELIMITERS = re.compile(r"\\?\$|\\\(|\\\)|\\\[|\\\]")
+_TRAILING_TEXT_UNIT = re.compile(r"(?<=\S)\s*\\(?:text|mbox|textrm|mathrm)\s*\{(\s*)"
+                                 r"([A-Za-z][A-Za-z ./]*)\}\s*(?:\^\s*\{?\d\}?)?\s*$")
+_TRAILING_UNIT = re.compile(r"(?<=[\d}).])\s*(" + _UNIT_WORDS +
+                            r")(?:\s*\^\s*\{?\d\}?)?\.?\s*$")
+_TRAILING_WORDS = re.compile(r"(?<=[\d})])\s+([A-Za-z]{2,}(?:\s+[A-Za-z]{2,})*)\.?\s*$")
+_PERCENT = re.compile(r"\\%|%|\\text\{\s*percent\s*\}|(?<=[\d}])\s*percent\b")
+_LHS = re.compile(r"^(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)\s*(?:=|\\in(?![A-Za-z]))(?!=)")
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_SPACE = re.compile(r"(\\[A-Za-z]+)?\s+(?=(.?))")
+_SHORT_FRAC = [
+    (re.compile(r"\\frac\s?([0-9A-Za-z])\s?([0-9A-Za-z])"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s?([0-9A-Za-z])\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\{([^{}]*)\}\s?([0-9A-Za-z])"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\sqrt\s?([0-9A-Za-z])"), r"\\sqrt{\1}"),
+]
+
+
+def _unwrap(text: str, names: Sequence[str]) -> str:
+  """Replaces ``\\name{content}`` by ``content`` for each command name (braces balanced)."""
+  pattern = re.compile(r"\\(?:" + "|".join(names) + r")\s*(?=\{)")
+  for _ in range(100):  # each pass removes one wrapper; bounded
+    match = pattern.search(text)
+    if match is None:
+      break
+    end = _group_end(text, match.end())
+    if end is None:
+      text = text[:match.start()] + text[match.end():]
+    else:
+      text = text[:match.start()] + text[match.end() + 1:end] + text[end + 1:]
+  return text
+
+
+def _strip_units(text: str) -> str:
+  """Drops trailing units: ``5\\text{ cm}^2``, ``12 inches``, ``30 degrees``."""
+  for _ in range(3):
+    before = text
+    match = _TRAILING_TEXT_UNIT.search(text)
+    if match and (len(match.group(2).strip()) >= 2 or match.group(1)):
+      text = text[:match.start()]
+    text = _TRAILING_UNIT.sub("", text)
+    match = _TRAILING_WORDS.search(text)
+    if match and not set(match.group(1).lower().split()) & _MATH_WORDS:
+      text = text[:match.start()]
+    if text == before:
+      break
+  return text
+
+
+def _squeeze(text: str) -> str:
+  """Removes whitespace, except one space between a command and a letter (``\\pi r``)."""
+  def keep(match: re.Match) -> str:
+    command = match.group(1) or ""
+    return command + (" " if command and match.group(2).isalpha() else "")
+  return _SPACE.sub(keep, text)
+
+
+def _normalize(answer: str) -> tuple[str, bool]:
+  """(normalised text, whether it carried a percent sign)."""
+  text = answer.strip()
+  for pattern, replacement in _REPLACEMENTS:
+    text = pattern.sub(replacement, text)
+  text = _DELIMITERS.sub("", text)
+  percent = bool(_PERCENT.search(text))
+  text = _PERCENT.sub("", text)
+  text = _strip_units(text.strip())
+  text = _unwrap(text, _TEXT_COMMANDS).strip()
+  text = _strip_units(text)
+  text = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", "", text, flags=re.I)
+  if text.count("=") == 1 or re.match(r"^[A-Za-z]\s*\\in(?![A-Za-z])", text):
+    text = _LHS.sub("", text, count=1)
+  text = _squeeze(text.strip())
+  for pattern, replacement in _SHORT_FRAC:
+    text = pattern.sub(replacement, text)
+  if _THOUSANDS.fullmatch(text):
+    text = text.replace(",", "")
+  text = text.rstrip(".").lstrip("+") if text not in (".", "+") else text
+  return text, percent
+
+
+def normalize_answer(answer: Any) -> str:
+  """The canonical text of an answer (see the module docstring); '' for non-strings."""
+  if not isinstance(answer, str):
+    return ""
+  try:
+    return _normalize(answer)[0]
+  except Exception:  # noqa: BLE001  (a normaliser must never crash an evaluation)
+    return answer.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# LaTeX -> sympy, for the common subset of final answers
+
+class _Refused(Exception):
+  """The text is outside the supported subset, or its value would be too large to build."""
+
+
+_TOKEN = re.compile(r"(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)"
+                    r"|(?P<cmd>\\[A-Za-z]+|\\[{}|])|(?P<letter>[A-Za-z])"
+                    r"|(?P<op>[-+*/^_()\[\]{}!|=,'])|(?P<space>\s+)")
+_FUNCTIONS = {"sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "cot": sympy.cot,
+              "sec": sympy.sec, "csc": sympy.csc, "arcsin": sympy.asin, "arccos": sympy.acos,
+              "arctan": sympy.atan, "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh,
+              "ln": sympy.log, "log": sympy.log, "exp": sympy.exp}
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
+          "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau",
+          "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda",
+          "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega"}
+_PRODUCT_COMMANDS = {"\\cdot": "*", "\\times": "*", "\\div": "/", "\\ast": "*"}
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+  out, pos = [], 0
+  while pos < len(text):
+    match = _TOKEN.match(text, pos)
+    if match is None:
+      raise _Refused(f"unsupported character {text[pos]!r}")
+    if match.lastgroup != "space":
+      kind = match.lastgroup
+      value = _PRODUCT_COMMANDS.get(match.group(), match.group())
+      out.append(("op" if value in ("*", "/") else kind, value))
+    pos = match.end()
+  return out
+
+
+def _number(text: str) -> sympy.Expr:
+  mantissa, _, exponent = text.lower().partition("e")
+  whole, _, fraction = mantissa.partition(".")
+  power = (int(exponent) if exponent else 0) - len(fraction)
+  if abs(power) > 1000:
+    raise _Refused("exponent too large")
+  digits = int((whole or "0") + fraction)
+  return sympy.Rational(digits * 10**max(power, 0), 10**max(-power, 0))
+
+
+def _digits(value: sympy.Rational) -> int:
+  return max(len(str(abs(value.p))), len(str(value.q)))
+
+
+def _power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+  """base ** exponent, refused when an exact numeric result would be enormous."""
+  if base.is_Rational and exponent.is_Rational:
+    size = _digits(base) * abs(exponent.p)
+    if exponent.p != 0 and base not in (0, 1, -1) and size > MAX_RESULT_DIGITS:
+      raise _Refused("power too large")
+  elif exponent.is_number and (exponent.is_Rational or exponent.is_Float):
+    if abs(exponent) > 10**6 and base.is_number and base not in (0, 1, -1):
+      raise _Refused("power too large")
+  return sympy.Pow(base, exponent)
+
+
+def _bounded_integer(value: sympy.Expr, limit: int) -> sympy.Expr:
+  if value.is_number and not (value.is_Integer and 0 <= value <= limit):
+    raise _Refused("factorial/binomial argument out of range")
+  return value
+
+
+class _Parser:
+  """Recursive descent over tokens: expr := term (+|- term)*; term := unary (op|implicit unary)*;
+  unary := -unary | power; power := postfix (^ exponent)?; postfix := atom !*."""
+
+  def __init__(self, text: str):
+    self.tokens = _tokens(text)
+    self.pos = 0
+    self.depth = 0
+
+  def peek(self, offset: int = 0) -> tuple[str, str]:
+    i = self.pos + offset
+    return self.tokens[i] if i < len(self.tokens) else ("end", "")
+
+  def take(self, value: str | None = None) -> tuple[str, str]:
+    token = self.peek()
+    if token[0] == "end" or (value is not None and token[1] != value):
+      raise _Refused(f"expected {value!r}, got {token[1]!r}")
+    self.pos += 1
+    return token
+
+  def parse(self) -> sympy.Expr:
+    expr = self.expr()
+    if self.peek()[0] != "end":
+      raise _Refused(f"unexpected {self.peek()[1]!r}")
+    return expr
+
+  def enter(self) -> None:
+    self.depth += 1
+    if self.depth > MAX_DEPTH:
+      raise _Refused("nested too deeply")
+
+  def expr(self) -> sympy.Expr:
+    self.enter()
+    value = self.term()
+    while self.peek()[1] in ("+", "-"):
+      sign = self.take()[1]
+      right = self.term()
+      value = value + right if sign == "+" else value - right
+    self.depth -= 1
+    return value
+
+  def starts_atom(self) -> bool:
+    kind, value = self.peek()
+    if kind in ("num", "letter"):
+      return True
+    if kind == "cmd":
+      return value not in ("\\pm", "\\mp", "\\}", "\\|")
+    return value in ("(", "[", "{")
+
+  def term(self) -> sympy.Expr:
+    value = self.unary()
+    while True:
+      if self.peek()[1] in ("*", "/"):
+        op = self.take()[1]
+        right = self.unary()
+        value = value * right if op == "*" else value / right
+      elif self.starts_atom():
+        value = value * self.power()
+      else:
+        return value
+
+  def unary(self) -> sympy.Expr:
+    if self.peek()[1] in ("-", "+"):
+      sign = self.take()[1]
+      self.enter()
+      value = self.unary()
+      self.depth -= 1
+      return -value if sign == "-" else value
+    return self.power()
+
+  def power(self) -> sympy.Expr:
+    base = self.postfix()
+    if self.peek()[1] == "^":
+      self.take()
+      exponent = self.unary() if self.peek()[1] in ("-", "+") else self.postfix()
+      return _power(base, exponent)
+    return base
+
+  def postfix(self) -> sympy.Expr:
+    value = self.atom()
+    while self.peek()[1] == "!":
+      self.take()
+      value = sympy.factorial(_bounded_integer(value, MAX_FACTORIAL))
+    return value
+
+  def group(self) -> sympy.Expr:
+    opening = self.take()[1]
+    value = self.expr()
+    self.take(_CLOSING[opening])
+    return value
+
+  def argument(self) -> sympy.Expr:
+    """A command's argument: a braced group, or one token (``\\frac12``-style)."""
+    if self.peek()[1] == "{":
+      return self.group()
+    kind, value = self.peek()
+    if kind == "num" and len(value) > 1:
+      self.tokens[self.pos] = ("num", value[1:])  # \sqrt23 = sqrt(2)*3 in LaTeX
+      return _number(value[0])
+    return self.atom()
+
+  def subscript(self) -> str:
+    self.take("_")
+    if self.peek()[1] != "{":
+      return self.take()[1]
+    start, depth = self.pos, 0
+    while True:
+      value = self.take()[1]
+      depth += {"{": 1, "}": -1}.get(value, 0)
+      if depth == 0:
+        return "".join(v for _, v in self.tokens[start + 1:self.pos - 1])
+
+  def atom(self) -> sympy.Expr:
+    kind, value = self.peek()
+    if kind == "num":
+      self.take()
+      return _number(value)
+    if kind == "letter":
+      self.take()
+      name = value + ("_" + self.subscript() if self.peek()[1] == "_" else "")
+      return {"e": sympy.E, "i": sympy.I}.get(name, sympy.Symbol(name))
+    if value in _CLOSING:
+      return self.group()
+    if value == "|":
+      self.take()
+      inner = self.expr()
+      self.take("|")
+      return sympy.Abs(inner)
+    if kind == "cmd":
+      return self.command()
+    raise _Refused(f"unexpected {value!r}")
+
+  def command(self) -> sympy.Expr:
+    self.enter()
+    value = self.command_value(self.take()[1][1:])
+    self.depth -= 1
+    return value
+
+  def command_value(self, name: str) -> sympy.Expr:
+    if name == "frac":
+      numerator = self.argument()
+      return numerator / self.argument()
+    if name == "sqrt":
+      index = self.group() if self.peek()[1] == "[" else sympy.Integer(2)
+      return _power(self.argument(), 1 / index)
+    if name == "binom":
+      top = _bounded_integer(self.argument(), 10**4)
+      return sympy.binomial(top, _bounded_integer(self.argument(), 10**4))
+    if name == "pi":
+      return sympy.pi
+    if name == "infty":
+      return sympy.oo
+    if name in _GREEK:
+      return sympy.Symbol(name)
+    if name in _FUNCTIONS:
+      return self.function(name)
+    raise _Refused(f"unsupported command \\{name}")
+
+  def function(self, name: str) -> sympy.Expr:
+    base = None
+    if name == "log" and self.peek()[1] == "_":
+      self.take()
+      base = self.argument()
+    power = None
+    if self.peek()[1] == "^":
+      self.take()
+      power = self.argument()
+    argument = self.group() if self.peek()[1] in _CLOSING else self.power()
+    value = _FUNCTIONS[name](argument) if base is None else sympy.log(argument, base)
+    return value if power is None else _power(value, power)
+
+
+def parse_latex_expr(text: str) -> sympy.Expr | None:
+  """A sympy expression for a normalised LaTeX / plain-text math answer, or None.
+
+  Supports numbers (decimals and ``1.5e3`` kept exact), letters with subscripts (``e`` and ``i``
+  are the constants), + - * / ^, implicit products, ``\\frac \\sqrt \\binom \\pi \\infty``, Greek
+  letters, ``|x|``, ``!`` and the usual functions. Never raises.
+  """
+  if not isinstance(text, str) or not text or len(text) > MAX_PARSE_CHARS:
+    return None
+  try:
+    return _Parser(text).parse()
+  except (_Refused, ArithmeticError, ValueError, TypeError, RecursionError, AttributeError):
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+
+def _split_top(text: str, separator: str) -> list[str]:
+  """Splits at ``separator`` outside (), [], {}, \\{ \\} and |..| is not tracked."""
+  parts, depth, start, i = [], 0, 0, 0
+  while i < len(text):
+    c = text[i]
+    if c in "([{":
+      depth += 1
+    elif c in ")]}":
+      depth -= 1
+    elif depth == 0 and text.startswith(separator, i):
+      parts.append(text[start:i])
+      start = i + len(separator)
+      i = start
+      continue
+    i += 1
+  parts.append(text[start:])
+  return parts
+
+
+def _one_group(text: str) -> bool:
+  """Whether the first bracket of ``text`` closes at its last character."""
+  depth = 0
+  for i, c in enumerate(text):
+    depth += 1 if c in "([{" else -1 if c in ")]}" else 0
+    if depth == 0:
+      return i == len(text) - 1
+  return False
+
+
+def _structure(text: str) -> tuple:
+  """("union", parts) | ("set", items) | ("seq", open, close, items) | ("matrix", rows) |
+  ("list", items) | ("scalar", text)."""
+  matrix = re.fullmatch(r"\\begin\{[pbvB]?matrix\}(.*)\\end\{[pbvB]?matrix\}", text)
+  if matrix:
+    rows = [row.split("&") for row in matrix.group(1).split("\\\\") if row]
+    return ("matrix", tuple(tuple(cell for cell in row) for row in rows))
+  unions = _split_top(text, "\\cup")
+  if len(unions) > 1:
+    return ("union", tuple(unions))
+  if text.startswith("\\{") and text.endswith("\\}") and _one_group(text[1:]):
+    return ("set", tuple(_split_top(text[2:-2], ",")))
+  if len(text) >= 2 and text[0] in "([" and text[-1] in ")]" and _one_group(text):
+    items = _split_top(text[1:-1], ",")
+    if len(items) > 1:
+      return ("seq", text[0], text[-1], tuple(items))
+  items = _split_top(text, ",")
+  if len(items) > 1:
+    return ("list", tuple(_LHS.sub("", item, count=1) for item in items))
+  plus_minus = text.split("\\pm")
+  if len(plus_minus) == 2:
+    return ("list", (plus_minus[0] + "+" + plus_minus[1], plus_minus[0] + "-" + plus_minus[1]))
+  return ("scalar", text)
+
+
+def _value_close(a: sympy.Expr, b: sympy.Expr, rel_tol: float) -> bool:
+  if a == b:
+    return True
+  if any(x.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) for x in (a, b)):
+    return False
+  difference = sympy.Abs(sympy.N(a - b, 30))
+  scale = max(sympy.Abs(sympy.N(a, 30)), sympy.Abs(sympy.N(b, 30)))
+  return bool(difference <= rel_tol * scale + ABS_TOL)
+
+
+_PROBES = ("0.5407", "1.3183", "2.2296", "0.8512", "1.7069", "3.0913", "0.2718")
+
+
+def _probe_values(expr: sympy.Expr, symbols: list[sympy.Symbol], trial: int) -> sympy.Expr | None:
+  values = {s: sympy.Float(_PROBES[(k + 3 * trial) % len(_PROBES)]) + trial / 7
+            for k, s in enumerate(symbols)}
+  value = sympy.N(expr.subs(values), 30)
+  if not value.is_number or value.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+    return None
+  return value
+
+
+def _expressions_equal(a: sympy.Expr, b: sympy.Expr, rel_tol: float, ratio: bool = False) -> bool:
+  """Equal as numbers, or (with variables) at three probe points; ``ratio``: equal up to a
+  nonzero constant factor (for equations)."""
+  symbols = sorted(a.free_symbols | b.free_symbols, key=str)
+  if not symbols and not ratio:
+    return _value_close(a, b, rel_tol)
+  if len(symbols) > 6:
+    return False
+  seen = []
+  for trial in range(3):
+    va, vb = _probe_values(a, symbols, trial), _probe_values(b, symbols, trial)
+    if va is None or vb is None:
+      continue
+    if ratio:
+      if abs(vb) < ABS_TOL:
+        continue
+      seen.append(va / vb)
+    elif not _value_close(va, vb, rel_tol):
+      return False
+    else:
+      seen.append(va)
+  if ratio:
+    return len(seen) >= 2 and abs(seen[0]) > ABS_TOL and all(
+        _value_close(r, seen[0], rel_tol) for r in seen)
+  return len(seen) >= 2
+
+
+def _scalars_equal(pred: str, gold: str, percent: bool, rel_tol: float) -> bool:
+  if pred == gold:
+    return True
+  letter = re.compile(r"\(([A-Za-z])\)")  # "(C)" is the letter C
+  pred, gold = letter.sub(r"\1", pred) if letter.fullmatch(pred) else pred, (
+      letter.sub(r"\1", gold) if letter.fullmatch(gold) else gold)
+  if pred == gold or (len(gold) > 1 and re.fullmatch(r"[A-Za-z ]+", gold)
+                      and pred.casefold() == gold.casefold()):
+    return True
+  if pred.count("=") == 1 and gold.count("=") == 1:
+    sides = [parse_latex_expr(side) for side in pred.split("=") + gold.split("=")]
+    if None in sides:
+      return False
+    return _expressions_equal(sides[0] - sides[1], sides[2] - sides[3], rel_tol, ratio=True)
+  a, b = parse_latex_expr(pred), parse_latex_expr(gold)
+  if a is None or b is None:
+    return False
+  candidates = [a, a / 100, a * 100] if percent else [a]
+  return any(_expressions_equal(c, b, rel_tol) for c in candidates)
+
+
+def _matched(preds: Sequence[Any], golds: Sequence[Any], equal) -> bool:
+  """Whether the items pair up one to one (order ignored) under ``equal``."""
+  if len(preds) != len(golds) or len(golds) > MAX_ITEMS:
+    return False
+  unused = list(golds)
+  for p in preds:
+    for j, g in enumerate(unused):
+      if equal(p, g):
+        unused.pop(j)
+        break
+    else:
+      return False
+  return True
+
+
+def _structures_equal(pred: tuple, gold: tuple, percent: bool, rel_tol: float) -> bool:
+  def same(p: str, g: str) -> bool:
+    return _scalars_equal(p, g, percent, rel_tol)
+
+  def same_structure(p: str, g: str) -> bool:
+    return _structures_equal(_structure(p), _structure(g), percent, rel_tol)
+
+  kinds = {pred[0], gold[0]}
+  if kinds <= {"set", "list"}:
+    return _matched(pred[-1], gold[-1], same_structure)
+  if kinds == {"seq", "list"}:  # "(1, 2)" answered as "1, 2": in order
+    items_p, items_g = pred[-1], gold[-1]
+    return len(items_p) == len(items_g) and all(map(same_structure, items_p, items_g))
+  if pred[0] != gold[0]:
+    return False
+  if pred[0] == "scalar":
+    return same(pred[1], gold[1])
+  if pred[0] == "union":
+    return _matched(pred[1], gold[1], same_structure)
+  if pred[0] == "seq":
+    return (pred[1:3] == gold[1:3] and len(pred[3]) == len(gold[3])
+            and all(map(same_structure, pred[3], gold[3])))
+  rows_p, rows_g = pred[1], gold[1]  # matrices
+  return len(rows_p) == len(rows_g) and all(
+      len(rp) == len(rg) and all(map(same, rp, rg)) for rp, rg in zip(rows_p, rows_g))
+
+
+def is_equivalent(pred: Any, gold: Any, *, rel_tol: float = REL_TOL) -> bool:
+  """Whether a predicted final answer (already extracted) equals the gold answer.
+
+  Handles ``\\frac``/``\\dfrac``/``a/b``/decimals, ``\\text{}``, units and degrees, percentages
+  (``50\\%`` matches ``50`` and ``0.5``), thousands separators, ``x = 5``, scientific notation,
+  intervals (brackets must agree), sets, tuples, ``\\pm`` and expressions with variables.
+  Never raises; None or an empty prediction is never correct.
+  """
+  if not isinstance(pred, str) or not isinstance(gold, str):
+    return False
+  try:
+    (p, p_percent), (g, g_percent) = _normalize(pred), _normalize(gold)
+    if not p or not g:
+      return False
+    if p == g:
+      return True
+    return _structures_equal(_structure(p), _structure(g), p_percent or g_percent, rel_tol)
+  except Exception:  # noqa: BLE001  (sympy raises many types; a checker must answer False)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Multiple choice
+
+_CHOICE_FORMS = [re.compile(p) for p in (
+    r"[(\[]?([A-J])[)\]]?[.:]?", r"([a-j])", r"\(([A-J])\)\s*.+", r"([A-J])[.:)]\s+.+",
+    r"(?i:option|choice|answer)\s*:?\s*\(?([A-J])\)?\.?",
+    r"(?i:the\s+)?(?i:final\s+|correct\s+)?(?i:answer\s+is)\s*:?\s*\(?([A-J])\)?\.?")]
+_ANSWER_IS = re.compile(r"(?i:answer)\s*(?:(?i:is)|:)\s*:?\s*(?:(?i:option)\s*)?\(?\s*([A-J])\s*\)?"
+                        r"(?![A-Za-z0-9])")
+
+
+def parse_choice(answer: Any, num_choices: int = 10,
+                 choices: Sequence[str] | None = None) -> str | None:
+  """The option letter an answer names (``B``, ``(B)``, ``B)``, ``\\text{(B)}``, ``B. 42``,
+  ``Option B``), or the letter of the one option whose text it equals; else None."""
+  if not isinstance(answer, str):
+    return None
+  try:
+    text = _unwrap(_DELIMITERS.sub("", answer), _TEXT_COMMANDS).strip().rstrip(".").strip()
+    letter = None
+    for form in _CHOICE_FORMS:
+      match = form.fullmatch(text)
+      if match:
+        letter = match.group(1).upper()
+        break
+    if letter is None and choices:
+      hits = [i for i, c in enumerate(choices) if isinstance(c, str) and c.strip()
+              and (c.strip().casefold() == text.casefold() or is_equivalent(text, c))]
+      letter = CHOICE_LETTERS[hits[0]] if len(hits) == 1 else None
+    if letter is None or CHOICE_LETTERS.index(letter) >= num_choices:
+      return None
+    return letter
+  except Exception:  # noqa: BLE001
+    return None
+
+
+def extract_choice(response: Any, num_choices: int = 10,
+                   choices: Sequence[str] | None = None) -> str | None:
+  """The letter a response chose: from its last box when it has one, else from its last
+  "the answer is (B)" / "Answer: B"; None when neither names a valid letter."""
+  if not isinstance(response, str):
+    return None
+  boxed = extract_boxed(response)
+  if boxed is not None:
+    return parse_choice(boxed, num_choices, choices)
+  matches = _ANSWER_IS.findall(response)
+  if not matches:  # a bare "(B)" or "B" response
+    bare = _CHOICE_FORMS[0].fullmatch(response.strip().rstrip(".").strip())
+    matches = [bare.group(1)] if bare else []
+  if not matches or CHOICE_LETTERS.index(matches[-1]) >= num_choices:
+    return None
+  return matches[-1]
+
+
+def score_response(response: Any, problem: Mapping[str, Any]) -> tuple[bool, bool]:
+  """(correct, has_box) of one response to a problem ``{answer, kind, choices?}``.
+
+  kind 'math': the last box's content must be equivalent to ``answer``; kind 'choice': the chosen
+  letter must equal ``answer`` (a letter).
+  """
+  has_box = extract_boxed(response) is not None
+  if problem.get("kind") == "choice":
+    choices = list(problem.get("choices") or ())
+    count = len(choices) or len(CHOICE_LETTERS)
+    gold = parse_choice(str(problem.get("answer", "")), count)
+    return gold is not None and extract_choice(response, count, choices) == gold, has_box
+  return has_box and is_equivalent(extract_boxed(response), str(problem.get("answer", ""))), has_box
+
+
+__all__ = ["extract_boxed", "normalize_answer", "parse_latex_expr", "is_equivalent",
+           "parse_choice", "extract_choice", "score_response", "CHOICE_LETTERS", "REL_TOL"]
