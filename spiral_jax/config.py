@@ -85,10 +85,13 @@ class TrainConfig:
   epochs: int = 2
   micro_batch_size: int = 0           # 0: the whole batch at once
   opponent: str = "self"
-  opponent_path: str = ""             # for opponent='checkpoint'
+  opponent_path: str = ""             # opponent='checkpoint': a run's workdir or an HF folder
+  league_size: int = 4                # opponent='league': the newest past snapshots to draw from
+  league_every: int = 10              # opponent='league': steps between snapshots
   rae: bool = True
   rae_alpha: float = 0.95
   filter_zero_advantage: bool = True
+  max_nonfinite_steps: int = 3        # stop after this many steps in a row with skipped updates
   sampling: SamplingConfig = SamplingConfig()
   loss: LossConfig = LossConfig()
   optim: OptimConfig = OptimConfig()
@@ -98,6 +101,19 @@ class TrainConfig:
   eval_games: int = 16
   eval_temperature: float = 0.6
   eval_top_p: float = 0.95
+  # Evaluation suites (rl/evaluation.py), run by the trainer every eval_every steps and by
+  # `python -m spiral_jax.evaluate`: an arena per game and opponent, exact Kuhn exploitability
+  # (single-round Kuhn Poker), and reasoning benchmarks.
+  eval_opponents: tuple[str, ...] = ("random",)  # 'random', 'expert', 'self', or a run/HF folder
+  eval_extra_games: tuple[str, ...] = ()  # game ids played only in evaluation (unseen games)
+  eval_games_per_batch: int = 0       # arena games sampled at once; 0: all eval_games together
+  eval_kuhn_samples: int = 0          # > 0: also estimate the Kuhn policy from K samples per set
+  eval_reasoning: tuple[str, ...] = ()  # benchmark names (eval/datasets.NAMES); () for none
+  eval_data_dir: str = ""             # TFDS data_dir where the benchmarks are (or get) built
+  eval_source_dir: str = ""           # if set, benchmarks are built from <dir>/<name>/ files first
+  eval_reasoning_limit: int = 0       # the first N problems of each benchmark; 0: all
+  eval_reasoning_samples: int = 4     # samples per problem, pass@1 averaged (SPIRAL: 4)
+  eval_reasoning_max_new_tokens: int = 8192  # SPIRAL's budget; clipped to the model's max_seq_len
   checkpoint_every: int = 16
   keep_checkpoints: int = 3
   mesh_data: int = -1                 # -1: all devices on the data axis
@@ -137,10 +153,52 @@ class TrainConfig:
       raise ValueError(f"opponent={self.opponent!r}: choose one of {OPPONENTS}")
     if self.opponent == "checkpoint" and not self.opponent_path:
       raise ValueError("opponent='checkpoint' needs opponent_path=<a checkpoint or HF folder>")
+    if self.opponent == "league" and (self.league_size < 1 or self.league_every < 1):
+      raise ValueError(f"league_size={self.league_size} and league_every={self.league_every} "
+                       "must be >= 1 for opponent='league'")
+    if self.max_nonfinite_steps < 1:
+      raise ValueError(f"max_nonfinite_steps={self.max_nonfinite_steps} must be >= 1")
     if not 0 <= self.rae_alpha < 1:
       raise ValueError(f"rae_alpha={self.rae_alpha} must lie in [0, 1), e.g. 0.95")
     if self.eval_every < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
       raise ValueError("eval_every >= 0, checkpoint_every >= 1 and keep_checkpoints >= 1")
+    self._check_eval_fields()
+
+  def _check_eval_fields(self) -> None:
+    """Validates the eval_* suite fields; lists and comma-separated strings become tuples."""
+    for name in ("eval_opponents", "eval_extra_games", "eval_reasoning"):
+      value = getattr(self, name)
+      value = (tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str)
+               else tuple(value))
+      if not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{name}={value!r} must be a tuple of non-empty strings")
+      object.__setattr__(self, name, value)  # frozen: tuples keep the config hashable
+    if not self.eval_opponents:
+      raise ValueError("eval_opponents is empty: name at least one, e.g. ('random',)")
+    for opponent in self.eval_opponents:
+      if opponent not in ("random", "expert", "self") and not os.path.isdir(opponent):
+        raise ValueError(f"eval_opponents: {opponent!r} is neither 'random', 'expert', 'self' nor "
+                         "a folder (a run's workdir or a Hugging Face model)")
+    known, trained = set(games_lib.list_games()), {s.id for s in self.games}
+    for gid in self.eval_extra_games:
+      if gid not in known or gid in trained:
+        raise ValueError(f"eval_extra_games: {gid!r} must be a known game id ({sorted(known)}) "
+                         "that is not already in games")
+    for name in ("eval_games_per_batch", "eval_kuhn_samples", "eval_reasoning_limit"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name}={getattr(self, name)} must be >= 0 (0: "
+                         f"{'all at once' if name == 'eval_games_per_batch' else 'off/all'})")
+    for name in ("eval_reasoning_samples", "eval_reasoning_max_new_tokens"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+    if self.eval_reasoning:
+      from spiral_jax.eval.datasets import NAMES  # lazy: TFDS is slow to import
+      unknown = [b for b in self.eval_reasoning if b not in NAMES]
+      if unknown:
+        raise ValueError(f"eval_reasoning: unknown benchmarks {unknown}; choose from {list(NAMES)}")
+      if not self.eval_data_dir:
+        raise ValueError("eval_reasoning needs eval_data_dir=<a TFDS data_dir> (with "
+                         "eval_source_dir=<folder of benchmark files> to build it there)")
 
   @property
   def mesh_shape(self) -> dict[str, int]:

@@ -12,9 +12,12 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def _plain(value: Any) -> Any:
+  """A JSON value; a non-finite float becomes null, so every line stays strict JSON."""
   if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "__array__"):
     value = np.asarray(value)
-    return value.item() if value.ndim == 0 else value.tolist()
+    value = value.item() if value.ndim == 0 else value.tolist()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
   return value
 
 
@@ -45,7 +48,7 @@ class MetricsWriter:
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
     row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
-      f.write(json.dumps(row, allow_nan=True) + "\n")
+      f.write(json.dumps(row, allow_nan=False) + "\n")
     if self._tb is not None:
       for k, v in row.items():
         if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):

@@ -18,7 +18,7 @@ def learning_curves(runs: dict[str, list[dict]], path: str) -> str:
     for name, run_rows in runs.items():
       keys = sorted({k for r in run_rows for k in r if needle in k and not k.endswith("ci95")})
       for k in keys:
-        pts = [(r["step"], r[k]) for r in run_rows if k in r]
+        pts = [(r["step"], r[k]) for r in run_rows if r.get(k) is not None]
         if pts:
           label = k if len(runs) == 1 else f"{name}: {k}"
           ax.plot(*zip(*pts), marker=".", label=label)

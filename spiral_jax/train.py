@@ -1,7 +1,8 @@
 """Command line: ``python -m spiral_jax.train --config=experiments/tiny_cpu.py --workdir=DIR``.
 
 ``--config.x=y`` overrides any field (``--config.num_steps=N`` sets the policy steps); rerunning
-with the same workdir resumes from its latest checkpoint.
+with the same workdir resumes from its latest intact checkpoint. SIGTERM or SIGINT stops the run
+after the current step with a checkpoint written, and exits 0.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def main(argv):
   from spiral_jax.rl.trainer import Trainer  # after validation: imports pull in the model stack
   from spiral_jax import plots
   trainer = Trainer(cfg, _WORKDIR.value, progress=_PROGRESS.value)
-  trainer.run()
+  state = trainer.run()
+  if int(state.step) < cfg.num_steps:  # stopped by SIGTERM/SIGINT, checkpoint committed: exit 0
+    return
   rows = metrics_lib.read(_WORKDIR.value)
   png = plots.learning_curves({"run": rows}, f"{_WORKDIR.value}/learning_curves.png")
   print(summary(rows, png))
@@ -39,7 +42,7 @@ def summary(rows: list[dict], png: str) -> str:
   first, last = evals[0], evals[-1]
   lines = [f"What the policy learned (step {first['step']} -> step {last['step']}):"]
   for k in sorted(k for k in last if k.startswith("eval/") and not k.endswith("ci95")):
-    if k in first:
+    if first.get(k) is not None and last[k] is not None:
       lines.append(f"  {k}: {first[k]:.3f} -> {last[k]:.3f}")
   lines.append(f"learning curves: {png}")
   return "\n".join(lines)

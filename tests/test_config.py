@@ -1,4 +1,6 @@
 """Config conversion and validation: each bad field fails early with its name in the message."""
+import importlib
+
 import pytest
 
 from spiral_jax import config as config_lib
@@ -12,6 +14,20 @@ def test_the_cpu_default_converts_and_splits_the_batch():
   assert cfg.mesh_shape == {"data": 8, "fsdp": 1, "tensor": 1}
   assert config_lib.from_config_dict(ablation_no_rae.get_config()).rae is False
   assert config_lib.from_config_dict(fixed_opponent_random.get_config()).opponent == "random"
+
+
+@pytest.mark.parametrize("name", ["fixed_opponent_checkpoint", "league_tiny"])
+def test_opponent_experiments_convert(name):
+  module = importlib.import_module(f"experiments.{name}")
+  cfg = config_lib.from_config_dict(module.get_config())
+  assert cfg.opponent == name.split("_")[-1 if name.startswith("fixed") else 0]
+
+
+def test_league_needs_positive_size_and_period():
+  c = tiny_cpu.get_config()
+  c.opponent, c.league_size = "league", 0
+  with pytest.raises(ValueError, match="league_size"):
+    config_lib.from_config_dict(c)
 
 
 def test_quotas_follow_the_weights_and_sum_to_the_batch():

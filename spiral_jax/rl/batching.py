@@ -1,10 +1,13 @@
 """Host samples to the learner's fixed-shape ``TrainBatch``, bucketed so shapes rarely change.
 
 Prompts are grouped by shared prefix (greedily splitting groups while that shrinks the padded
-token count), so the learner runs each group's prefix once (see ``rl/logprobs.py``).
+token count), so the learner runs each group's prefix once (see ``rl/logprobs.py``). A
+``ShapeFloor`` carried across steps pads every batch to the largest shapes seen so far, so the
+jitted learner compiles only when a batch outgrows all earlier ones: a few times per run.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -66,19 +69,30 @@ def prefix_groups(prompts: Sequence[Sequence[int]], extra: Sequence[int],
     best, groups = cost, new
 
 
+@dataclasses.dataclass
+class ShapeFloor:
+  """The smallest padded sizes the next batch may have: the largest of every earlier batch."""
+  groups: int = 1   # prefix groups G
+  prefix: int = 0   # prefix length P
+  length: int = 16  # tail + response length L
+  games: int = 8    # finished games
+
+
 def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_len: int,
-                pad_id: int) -> TrainBatch:
+                pad_id: int, floor: ShapeFloor | None = None) -> TrainBatch:
   """Left-padded group prefixes, then each row's prompt tail + response right-padded.
 
-  Returns numpy arrays (see ``TrainBatch``); the group and game axes are padded to buckets.
+  Returns numpy arrays (see ``TrainBatch``); the group and game axes are padded to buckets, and
+  every axis to at least ``floor``, which is then raised to this batch's sizes.
   """
+  floor = ShapeFloor() if floor is None else floor
   b = len(moves)
   prompts = [m.prompt_ids for m in moves]
   responses = [m.response_ids[:response_len] for m in moves]
   groups = prefix_groups(prompts, [len(r) for r in responses])
   lcps = [_lcp([prompts[i] for i in g]) for g in groups]
-  p = bucket(max(lcps), minimum=0, step=PREFIX_STEP)
-  num_groups = bucket(len(groups), minimum=1)
+  floor.prefix = p = max(floor.prefix, bucket(max(lcps), minimum=0, step=PREFIX_STEP))
+  floor.groups = num_groups = max(floor.groups, bucket(len(groups), minimum=1))
   prefix = np.full((num_groups, p), pad_id, np.int32)
   prefix_mask = np.zeros((num_groups, p), bool)
   row_prefix = np.zeros(b, np.int32)
@@ -91,7 +105,7 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
     if gi < len(groups):
       row_prefix[g], row_start[g] = gi, lcp
   rows = [prompts[i][row_start[i]:] + responses[i] for i in range(b)]
-  length = bucket(max(len(r) for r in rows), step=SUFFIX_STEP)
+  floor.length = length = max(floor.length, bucket(max(len(r) for r in rows), step=SUFFIX_STEP))
   tokens = np.full((b, length), pad_id, np.int32)
   input_mask = np.zeros((b, length), bool)
   loss_mask = np.zeros((b, length), np.float32)
@@ -99,7 +113,7 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
     tokens[i, :len(row)] = row
     input_mask[i, :len(row)] = True
     loss_mask[i, len(row) - len(responses[i]):len(row)] = 1.0
-  g = bucket(len(games), 8)
+  floor.games = g = max(floor.games, bucket(len(games), 8))
   game_kind = np.zeros(g, np.int32)
   game_returns = np.zeros((g, 2), np.float32)
   game_valid = np.zeros(g, bool)

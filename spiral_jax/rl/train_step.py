@@ -5,6 +5,15 @@ baselines, gives every sample its seat's advantage, drops zero advantages, then 
 optimizer steps (PPO), each accumulating gradients over micro-batches. The "old" log-probs are the
 first epoch's own forward pass under the pre-update parameters, so they cost no extra pass and the
 PPO ratio is exactly 1 on the first epoch.
+
+Non-finite guard. An optimizer step (one per epoch; its micro-batches accumulate into one update)
+whose loss or gradient global norm is NaN or infinite is skipped: parameters and optimizer state
+keep their values bit for bit (Adam's count and the schedule do not advance). Non-finite RAE
+baselines (non-finite returns) skip every update of the step. The RAE fold is committed only when
+no update was skipped, so a bad batch never reaches the baselines. ``metrics["nonfinite"]`` counts
+the skipped updates (0..epochs); ``state.step`` still advances, so the next step's rollout keys
+differ and a retry is not the same batch. A gradient whose global norm overflows float32
+(about 1e19) counts as non-finite.
 """
 from __future__ import annotations
 
@@ -91,8 +100,12 @@ def _micro_batches(tree, n: int):
 def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
                     loss_cfg: losses.LossConfig, *, epochs: int = 2, num_micro_batches: int = 1,
                     rae_enabled: bool = True, rae_alpha: float = rae.ALPHA,
-                    filter_zero_advantage: bool = True):
-  """Returns the pure ``train_step(state, batch) -> (state, metrics)``; jit it with shardings."""
+                    filter_zero_advantage: bool = True, skip_nonfinite: bool = True):
+  """Returns the pure ``train_step(state, batch) -> (state, metrics)``; jit it with shardings.
+
+  ``skip_nonfinite``: skip updates with a non-finite loss or gradient (see the module docstring);
+  False applies every update as computed (NaNs included), for debugging.
+  """
 
   def train_step(state: TrainState, batch: TrainBatch, ref_params=None):
     """``ref_params``: the frozen reference policy's parameters, needed when ``loss_cfg.kl_beta``
@@ -107,6 +120,7 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
     loss_mask = batch.loss_mask * batch.input_mask
     denom = losses.denominator(loss_cfg, loss_mask, weight)
     per_sample = (batch.row_prefix, batch.tokens, batch.input_mask, loss_mask, advantage, weight)
+    baselines_finite = jnp.all(jnp.isfinite(baselines))
 
     def micro_loss(params, mb, old_logp):
       row_prefix, tokens, input_mask, mask, adv, w = mb
@@ -118,6 +132,7 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
         ref_logp = logprob_fn(ref_params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
                               input_mask)[0]
       loss, m = losses.policy_loss(loss_cfg, logp, old, adv, mask, w, ref_logp, denom=denom)
+      m["objective"] = loss  # the micro-batch's share of the loss optimised (KL term included)
       m["entropy_sum"] = (jax.lax.stop_gradient(entropy) * mask * w[:, None]).sum()
       return loss, (m, jax.lax.stop_gradient(logp))
 
@@ -136,11 +151,16 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
         grads, (m, logp) = jax.lax.scan(lambda g, mb: accumulate(g, (mb, None)), zeros, mbs)
       else:
         grads, (m, logp) = jax.lax.scan(accumulate, zeros, (mbs, olds))
-      updates, opt_state = tx.update(grads, opt_state, params)
+      updates, new_opt_state = tx.update(grads, opt_state, params)
+      new_params = optax.apply_updates(params, updates)
       m = jax.tree.map(jnp.sum, m)
       m["grad_norm"] = optax.global_norm(grads)
-      return optax.apply_updates(params, updates), opt_state, logp.reshape(
-          (-1,) + logp.shape[2:]), m
+      finite = baselines_finite & jnp.isfinite(m.pop("objective")) & jnp.isfinite(m["grad_norm"])
+      if skip_nonfinite:
+        new_params = _select(finite, new_params, params)
+        new_opt_state = _select(finite, new_opt_state, opt_state)
+      m["skipped"] = (~finite).astype(jnp.int32)
+      return new_params, new_opt_state, logp.reshape((-1,) + logp.shape[2:]), m
 
     params, opt_state = state.params, state.opt_state
     old_logp, epoch_metrics = None, []
@@ -167,11 +187,20 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
     }
     if "kl" in first:
       metrics["kl"] = first["kl"]
+    skipped = sum(m["skipped"] for m in epoch_metrics)
+    metrics["nonfinite"] = skipped
+    if skip_nonfinite:  # a step that skipped any update leaves the baselines as they were
+      baselines = jnp.where(skipped == 0, baselines, state.rae)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               rae=baselines)
     return new_state, metrics
 
   return train_step
+
+
+def _select(pred: jax.Array, on_true, on_false):
+  """``jnp.where`` over two pytrees of the same structure with a scalar predicate."""
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 def state_shardings(state: TrainState, mesh) -> TrainState:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import threading
 import time
+from typing import Any
 
 import jax
 import numpy as np
@@ -19,15 +22,14 @@ import tqdm
 from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
-from spiral_jax.games import core, experts
+from spiral_jax.games import core
 from spiral_jax.model import config as model_config_lib
 from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
-from spiral_jax.rl import batching, rollout, sft
+from spiral_jax.rl import batching, opponents, rollout, sft
 from spiral_jax.rl.logprobs import make_logprob_fn
 from spiral_jax.rl import train_step as ts
 from spiral_jax.rl import evaluation
-from spiral_jax.sampling import sampler
 from spiral_jax.text import tokenizer as tokenizer_lib
 
 
@@ -64,10 +66,12 @@ class Trainer:
     self.tokenizer = build_tokenizer(cfg, workdir)
     self.policy = build_policy(cfg, self.tokenizer, self.mesh)
     self.graphdef = self.policy.graphdef
-    opponent = self._opponent_players()
-    self.runners = [rollout.GameRunner(g, opp) for g, opp in zip(self.games, opponent)]
-    self.eval_runners = evaluation.random_opponent_runners(
-        [spec.make(core.EVAL_FORFEIT) for spec in cfg.games])
+    self.league = None
+    if cfg.opponent == "league":
+      self.league = opponents.League(os.path.join(workdir, "league"), cfg.league_size,
+                                     cfg.league_every)
+    self.runners = [rollout.GameRunner(g, opp) for g, opp in zip(self.games, self._opponents())]
+    self.evaluator = evaluation.Evaluator(cfg)  # games, opponents, benchmark problems: once
     updates = cfg.num_steps * cfg.epochs
     self.tx = ts.make_optimizer(cfg.optim, updates)
     batch = cfg.micro_batch_size or cfg.batch_size
@@ -80,33 +84,43 @@ class Trainer:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(dataclasses.asdict(cfg), f, indent=1, default=str)
 
-  def _opponent_players(self):
-    if self.cfg.opponent == "self":
-      return [None] * len(self.games)
-    if self.cfg.opponent in ("random", "expert"):
-      return [experts.make_player(self.cfg.opponent, g) for g in self.games]
-    raise NotImplementedError(f"opponent={self.cfg.opponent!r} is not available yet")
+  def _opponents(self) -> list:
+    """Each game's fixed opponent: None for self-play (and a league, drawn per step)."""
+    c = self.cfg
+    if c.opponent in ("random", "expert"):
+      return opponents.scripted(c.opponent, self.games)
+    if c.opponent == "checkpoint":
+      agent = opponents.frozen(c.opponent_path, self.policy, self._sample_kwargs(
+          c.sampling.temperature, c.sampling.top_p))
+      return [agent] * len(self.games)
+    return [None] * len(self.games)
+
+  def _sample_kwargs(self, temperature: float, top_p: float) -> dict:
+    s = self.cfg.sampling
+    return dict(max_new_tokens=s.max_new_tokens, temperature=temperature, top_p=top_p,
+                top_k=s.top_k)
 
   # ---- pieces ----
-  def sample_fn(self, params, temperature: float, top_p: float):
-    policy = dataclasses.replace(self.policy, params=params)
-    s = self.cfg.sampling
-
-    def sample(prompts, seed):
-      out = sampler.generate(policy, prompts, max_new_tokens=s.max_new_tokens,
-                             temperature=temperature, top_p=top_p, top_k=s.top_k, seed=seed)
-      return (out.texts, [t[:n].tolist() for t, n in zip(out.tokens, out.lengths)],
-              out.truncated.tolist())
-
-    return sample
+  def sample_fn(self, params, temperature: float, top_p: float) -> rollout.SampleFn:
+    return rollout.policy_sample_fn(dataclasses.replace(self.policy, params=params),
+                                    **self._sample_kwargs(temperature, top_p))
 
   def initial_state(self) -> ts.TrainState:
     return ts.init_state(self.policy.params, self.tx, len(self.games), self.cfg.seed)
 
-  def collect(self, state: ts.TrainState) -> rollout.Rollout:
+  def league_runners(self, state: ts.TrainState) -> tuple[list[rollout.GameRunner], int]:
+    """This step's runners against one drawn league snapshot, and that snapshot's step."""
+    snapshot = self.league.pick(int(state.step), self.cfg.seed)
+    s = self.cfg.sampling
+    agent = rollout.TextAgent(self.sample_fn(self.league.params(snapshot, state.params),
+                                             s.temperature, s.top_p), name=f"league@{snapshot}")
+    return [rollout.GameRunner(g, agent) for g in self.games], snapshot
+
+  def collect(self, state: ts.TrainState,
+              runners: list[rollout.GameRunner] | None = None) -> rollout.Rollout:
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), int(state.step))
     s = self.cfg.sampling
-    return rollout.collect(self.runners, self.cfg.game_quotas, self.cfg.games_per_round,
+    return rollout.collect(runners or self.runners, self.cfg.game_quotas, self.cfg.games_per_round,
                            self.sample_fn(state.params, s.temperature, s.top_p), self.tokenizer,
                            key, template=self.cfg.template,
                            max_prompt_tokens=self.cfg.max_prompt_tokens)
@@ -132,23 +146,57 @@ class Trainer:
     return m
 
   def evaluate(self, state: ts.TrainState) -> dict[str, float]:
-    c = self.cfg
-    sample = self.sample_fn(state.params, c.eval_temperature, c.eval_top_p)
+    """The configured suites (``rl/evaluation.py``, as ``python -m spiral_jax.evaluate`` runs
+    them); writes the full report to ``eval/<step>.json`` and ``.md``, returns flat metrics."""
+    step = int(state.step)
     policy = dataclasses.replace(self.policy, params=state.params)
-    return evaluation.evaluate(self.eval_runners, sample, self.tokenizer, policy,
-                               jax.random.fold_in(jax.random.key(c.seed + 1), int(state.step)),
-                               num_games=c.eval_games, template=c.template,
-                               max_prompt_tokens=c.max_prompt_tokens)
+    report = self.evaluator.run(policy, jax.random.fold_in(jax.random.key(self.cfg.seed + 1), step))
+    report.write(os.path.join(self.workdir, "eval"), str(step), f"Evaluation at step {step}",
+                 step=step, source={"workdir": os.path.abspath(self.workdir)})
+    return report.metrics()
 
   def _reference_params(self, state: ts.TrainState):
     """The step-0 parameters: from the first checkpoint, which ``run`` writes before self-play."""
     return self.checkpointer.restore(0, state).params
 
+  # Padded shapes change float rounding (left-padded prefixes shift the reductions), so each
+  # checkpoint's are kept beside it and a resumed run pads exactly as an unbroken one.
+  def _floors_path(self) -> str:
+    return os.path.join(self.workdir, "checkpoints", "shape_floors.json")
+
+  def _load_floor(self, step: int) -> batching.ShapeFloor:
+    if not os.path.exists(self._floors_path()):
+      return batching.ShapeFloor()
+    with open(self._floors_path()) as f:
+      saved = json.load(f).get(str(step))
+    return batching.ShapeFloor(**saved) if saved else batching.ShapeFloor()
+
+  def _save_floor(self, step: int, floor: batching.ShapeFloor) -> None:
+    floors = {}
+    if os.path.exists(self._floors_path()):
+      with open(self._floors_path()) as f:
+        floors = json.load(f)
+    floors[str(step)] = dataclasses.asdict(floor)
+    tmp = self._floors_path() + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(floors, f)
+    os.replace(tmp, self._floors_path())
+
   # ---- the loop ----
   def run(self) -> ts.TrainState:
+    """Trains to ``num_steps``, resuming from the workdir's newest intact checkpoint.
+
+    SIGTERM or SIGINT (a preemption notice, Ctrl-C) stops it after the current step, with that
+    step's checkpoint written and committed; it then returns a state with ``step < num_steps``,
+    and rerunning resumes exactly. A second signal aborts at once.
+    """
+    with StopSignals() as stop:
+      return self._run(stop)
+
+  def _run(self, stop: "StopSignals") -> ts.TrainState:
     c = self.cfg
     state = self.initial_state()
-    restored = self.checkpointer.restore_latest(state)
+    restored = self.checkpointer.restore_latest(state, _shape_fields(self.policy.config))
     writer = metrics_lib.MetricsWriter(self.workdir, resume_step=int(restored.step) if restored
                                        is not None else 0)
     if restored is not None:
@@ -162,6 +210,8 @@ class Trainer:
       if c.eval_every:
         writer.write(0, self.evaluate(state))
       self.checkpointer.save(0, state, force=True)
+    if self.league is not None:
+      self.league.save(0, state.params)  # the first opponent; a no-op once saved
     with_reference = c.loss.kl_beta > 0
     train_step, state = ts.jit_train_step(self.train_step, state, self.mesh, mesh_lib.TRAIN_RULES,
                                           with_reference)
@@ -170,32 +220,109 @@ class Trainer:
     extra = (self._reference_params(state),) if with_reference else ()
     bar = tqdm.tqdm(total=c.num_steps, initial=int(state.step), disable=not self.progress,
                     desc="self-play", dynamic_ncols=True)
-    while int(state.step) < c.num_steps:
+    bad_steps = 0  # policy steps in a row whose updates were skipped as non-finite
+    floor = self._load_floor(int(state.step))  # padded shapes only grow: few recompiles
+    stopping = stop.received is not None  # the state here is already on disk
+    while int(state.step) < c.num_steps and not stopping:
       t0 = time.perf_counter()
-      r = self.collect(state)
+      runners, snapshot = self.league_runners(state) if self.league else (None, None)
+      r = self.collect(state, runners)
       t1 = time.perf_counter()
       batch = batching.train_batch(r.moves, r.games, c.sampling.max_new_tokens,
-                                   self.tokenizer.pad_id)
+                                   self.tokenizer.pad_id, floor)
       state, learner = train_step(state, batch, *extra)
       learner = jax.device_get(learner)
       t2 = time.perf_counter()
       step = int(state.step)
       m = self.rollout_metrics(r)
       m.update({f"train/{k}": float(v) for k, v in learner.items()})
+      bad_steps = bad_steps + 1 if learner.get("nonfinite", 0) > 0 else 0
       m.update({f"train/rae_baseline/{g.id}/seat{p}": float(state.rae[k, p])
                 for k, g in enumerate(self.games) for p in range(2)})
       m.update({"time/rollout_s": t1 - t0, "time/learner_s": t2 - t1})
+      if snapshot is not None:
+        m["train/league_opponent_step"] = snapshot
       if c.eval_every and (step % c.eval_every == 0 or step == c.num_steps):
         m.update(self.evaluate(state))
       writer.write(step, m)
-      if step % c.checkpoint_every == 0 or step == c.num_steps:
+      stopping = stop.received is not None  # read once: a later signal stops after the next step
+      if step % c.checkpoint_every == 0 or step == c.num_steps or stopping:
         self.checkpointer.save(step, state)
+        self._save_floor(step, floor)
+      if self.league is not None and step % c.league_every == 0:
+        # After the step's checkpoint is on disk: a snapshot never outlives its resume point.
+        self.checkpointer.manager.wait_until_finished()
+        self.league.save(step, state.params)
       bar.update(1)
       bar.set_postfix(_postfix(m, self.games))
+      if bad_steps >= c.max_nonfinite_steps:
+        self.checkpointer.close()
+        raise FloatingPointError(
+            f"{bad_steps} policy steps in a row had a non-finite loss or gradient (their updates "
+            f"were skipped; see train/nonfinite in {writer.path}). Lower optim.learning_rate, "
+            "check the rewards, or raise max_nonfinite_steps.")
     bar.close()
-    self.checkpointer.close()
+    self.checkpointer.close()  # waits for the last async save: on return it is committed
+    if self.league is not None:
+      self.league.close()
     writer.close()
+    if stopping and int(state.step) < c.num_steps:
+      print(f"stopped by {stop.name} after step {int(state.step)} of {c.num_steps}; the checkpoint "
+            f"is saved: rerun the same command to resume from {self.workdir}", flush=True)
     return state
+
+
+def _shape_fields(model_cfg: model_config_lib.ModelConfig) -> dict[str, Any]:
+  """The config fields that set parameter shapes and dtypes, named as a user sets them (for the
+  error when a checkpoint does not fit the model)."""
+  fields = {f"model_overrides.{f.name}": getattr(model_cfg, f.name)
+            for f in dataclasses.fields(model_cfg)}
+  for name in ("vocab_size", "param_dtype"):  # top-level config fields
+    fields[name] = fields.pop(f"model_overrides.{name}")
+  return fields
+
+
+class StopSignals:
+  """While its ``with`` block runs, SIGTERM and SIGINT ask the training loop to stop after the
+  current step instead of killing the process; a second signal aborts at once (the previous
+  handler's action). The previous handlers come back on exit. Python takes signals only on the
+  main thread, so elsewhere it installs nothing.
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.received: int | None = None  # the first signal's number
+    self._previous: dict[int, Any] = {}
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.received).name if self.received is not None else ""
+
+  def __enter__(self) -> "StopSignals":
+    if threading.current_thread() is threading.main_thread():
+      for signum in self.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._restore()
+
+  def _restore(self) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    self._previous = {}
+
+  def _handle(self, signum: int, frame) -> None:
+    if self.received is None:
+      self.received = signum  # only a flag: no I/O inside a handler
+      return
+    previous = self._previous.get(signum, signal.SIG_DFL)
+    self._restore()
+    if callable(previous):
+      previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+      signal.raise_signal(signum)  # the default action, now that it is back
 
 
 def _postfix(m: dict[str, float], games) -> dict[str, str]:

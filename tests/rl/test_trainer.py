@@ -5,6 +5,7 @@ import os
 import jax
 import ml_collections
 import numpy as np
+import pytest
 
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
@@ -82,3 +83,22 @@ def test_evaluation_writes_win_rates_and_exact_exploitability(tmp_path):
     assert 0.0 <= r["eval/KuhnPoker-v1/vs_random/win_rate"] <= 1.0
     # Evaluation forfeits pay -1 / +1, so rewards stay within the game's chip range.
     assert -2.0 <= r["eval/KuhnPoker-v1/vs_random/mean_reward"] <= 2.0
+
+
+def test_the_run_stops_after_k_nonfinite_steps_in_a_row(tmp_path):
+  """NaN returns make every update non-finite: each is skipped, then the run stops with a clear
+  error naming the fix; the metrics stay strict JSON (NaN losses are written as null)."""
+  trainer = Trainer(tiny_config(num_steps=5, max_nonfinite_steps=2, checkpoint_every=10),
+                    str(tmp_path), progress=False)
+  clean = trainer.train_step
+
+  def poisoned(state, batch, *reference):
+    return clean(state, batch.replace(game_returns=batch.game_returns * np.nan), *reference)
+
+  trainer.train_step = poisoned
+  with pytest.raises(FloatingPointError, match="2 policy steps in a row"):
+    trainer.run()
+  rows = [r for r in metrics_lib.read(tmp_path) if "train/nonfinite" in r]
+  assert [r["step"] for r in rows] == [1, 2] and all(r["train/nonfinite"] > 0 for r in rows)
+  for line in open(tmp_path / "metrics.jsonl"):
+    json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))

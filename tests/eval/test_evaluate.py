@@ -1,0 +1,175 @@
+"""``python -m spiral_jax.evaluate`` end to end on a tiny run's checkpoint: every section (arena per
+opponent, Kuhn exploitability scored and sampled, reasoning on the sample benchmark files built into
+TFDS), the markdown summary, and numbers that OpenSpiel-style recomputation confirms."""
+import importlib.util
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from spiral_jax import config as config_lib
+from spiral_jax import evaluate
+from spiral_jax.eval import kuhn_exact
+from spiral_jax.rl.trainer import Trainer
+
+DATA = pathlib.Path(__file__).parent / "data"
+# The tiny run of tests/rl/test_trainer.py as a config file (the CLI reads files).
+CONFIG_FILE = '''
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.games = ("KuhnPoker-v1",)
+  c.game_kwargs = {"KuhnPoker-v1": {"rounds": 1}}
+  c.model = "tiny"
+  c.model_overrides = dict(num_layers=1, d_model=32, num_heads=2, num_kv_heads=1, head_dim=16,
+                           mlp_dim=64, max_seq_len=1024)
+  c.vocab_size = 400
+  c.batch_size = 8
+  c.games_per_round = 4
+  c.sampling = dict(max_new_tokens=4)
+  c.loss = dict(drgrpo_constant=4.0)
+  c.optim = dict(learning_rate=1e-2)
+  c.warm_start_steps = 0  # tests/rl/test_sft.py covers the supervised steps
+  c.eval_every = 0
+  c.eval_games = 8
+  c.checkpoint_every = 1
+  c.num_steps = 1
+  return c
+'''
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  """(config file, workdir) of a tiny run trained for one self-play step."""
+  root = tmp_path_factory.mktemp("evaluate")
+  path = root / "tiny_eval.py"
+  path.write_text(CONFIG_FILE)
+  spec = importlib.util.spec_from_file_location("tiny_eval", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  workdir = root / "run"
+  Trainer(config_lib.from_config_dict(module.get_config()), str(workdir), progress=False).run()
+  return path, workdir
+
+
+def test_evaluate_writes_every_section_and_the_summary(run, tmp_path, capsys):
+  config_file, workdir = run
+  evaluate.main(evaluate.parse_flags([
+      "evaluate", f"--config={config_file}", f"--workdir={workdir}",
+      "--config.eval_opponents=random,self", "--config.eval_kuhn_samples=4",
+      "--config.eval_reasoning=math500,gpqa_diamond", f"--config.eval_data_dir={tmp_path}",
+      f"--config.eval_source_dir={DATA}", "--config.eval_reasoning_limit=2",
+      "--config.eval_reasoning_samples=2", "--config.eval_reasoning_max_new_tokens=8"]))
+  printed = capsys.readouterr().out
+  with open(workdir / "eval" / "1.json") as f:
+    report = json.load(f)
+  assert report["step"] == 1 and report["source"]["checkpoint"] == 1
+
+  # Arena: each opponent, 8 games split over the seats, Wilson intervals around the rates.
+  arena = report["arena"]["KuhnPoker-v1"]
+  assert sorted(arena) == ["random", "self"]
+  for result in arena.values():
+    overall = result["overall"]
+    assert overall["games"] == 8 == sum(s["games"] for s in result["seats"])
+    for name in ("win", "draw", "loss", "agent_forfeit"):
+      rate = overall[name]
+      assert rate["low"] <= rate["rate"] <= rate["high"] and rate["n"] == 8
+    assert result["agent_text"]["moves"] > 0
+
+  # Kuhn: the 12 distributions keyed by OpenSpiel's strings reproduce the reported numbers.
+  kuhn = report["kuhn_exploitability"]["KuhnPoker-v1"]
+  scored, sampled = kuhn["scored"], kuhn["sampled"]
+  for r in (scored, sampled):
+    assert sorted(r["distributions"]) == sorted(kuhn_exact.INFO_STATES)
+  scored_policy = {s: np.array(p) for s, p in scored["distributions"].items()}
+  assert all(abs(p.sum() - 1) < 1e-9 for p in scored_policy.values())
+  assert kuhn_exact.exploitability(scored_policy) == pytest.approx(scored["exploitability"])
+  sampled_policy = {s: np.array(p) for s, p in sampled["distributions"].items()}
+  for s, p in sampled_policy.items():  # counts over 4 samples; the rest is invalid mass
+    assert np.allclose(p * 4, np.round(p * 4)) and p.sum() + sampled["invalid_mass"][s] == 1
+  assert kuhn_exact.exploitability(sampled_policy) == pytest.approx(sampled["exploitability"])
+  assert sampled["samples_per_info_state"] == 4
+
+  # Reasoning on the sample files, built into TFDS under tmp_path.
+  reasoning = report["reasoning"]
+  assert sorted(reasoning["benchmarks"]) == ["gpqa_diamond", "math500"]
+  for b in reasoning["benchmarks"].values():
+    assert (b["num_problems"], b["num_samples"]) == (2, 2) and 0 <= b["pass@1"] <= 1
+  assert reasoning["settings"]["max_new_tokens"] == 8
+  assert (tmp_path / "reasoning_benchmarks" / "math500").is_dir()
+
+  # Flat metrics under the names the trainer writes (train.py's summary and plots read them).
+  metrics = report["metrics"]
+  for name in ("eval/KuhnPoker-v1/vs_random/win_rate", "eval/KuhnPoker-v1/vs_random/mean_reward",
+               "eval/KuhnPoker-v1/vs_random/reward_ci95", "eval/KuhnPoker-v1/vs_self/invalid_rate",
+               "eval/KuhnPoker-v1/exploitability", "eval/KuhnPoker-v1/off_format_mass",
+               "eval/KuhnPoker-v1/exploitability_sampled", "eval/reasoning/average_pass@1",
+               "eval/reasoning/math500/pass@1"):
+    assert name in metrics, name
+  assert metrics["eval/KuhnPoker-v1/exploitability"] == scored["exploitability"]
+
+  summary = (workdir / "eval" / "1.md").read_text()
+  for needle in ("## Arena", "**policy** vs **self**", "## Kuhn Poker exploitability",
+                 "| scored |", "sampled (4 per set)", "`0pb`", "## Reasoning", "| math500 |",
+                 "| gpqa_diamond |", "**average**"):
+    assert needle in summary, needle
+  assert "## Reasoning" in printed and str(workdir / "eval" / "1.md") in printed
+
+
+def test_evaluate_reads_the_run_config_and_names_missing_checkpoints(run, tmp_path):
+  config_file, workdir = run
+  evaluate.parse_flags(["evaluate", f"--workdir={workdir}"])  # no --config: the run's config.json
+  cfg = evaluate.config_from_flags()
+  assert cfg.eval_games == 8 and cfg.checkpoint_every == 1
+  with pytest.raises(ValueError, match=r"--step=7: .* holds steps \[0, 1\]"):
+    evaluate.run(cfg, str(workdir), step=7, echo=False)
+  with pytest.raises(FileNotFoundError, match="training run's folder"):
+    evaluate.run(cfg, str(tmp_path), echo=False)
+  evaluate.parse_flags(["evaluate", f"--config={config_file}", f"--workdir={workdir}",
+                        "--config.eval_reasoning=nope"])
+  with pytest.raises(ValueError, match="eval_reasoning: unknown benchmarks"):
+    evaluate.config_from_flags()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(eval_opponents=("random", "minimax")), "eval_opponents: 'minimax'"),
+    (dict(eval_opponents=()), "eval_opponents is empty"),
+    (dict(eval_extra_games=("KuhnPoker-v1",)), "eval_extra_games: 'KuhnPoker-v1'"),
+    (dict(eval_kuhn_samples=-1), "eval_kuhn_samples=-1"),
+    (dict(eval_reasoning_samples=0), "eval_reasoning_samples=0"),
+    (dict(eval_reasoning=("math500",)), "eval_reasoning needs eval_data_dir"),
+])
+def test_bad_eval_fields_are_refused_by_name(overrides, message):
+  from tests.rl.test_trainer import tiny_config
+  with pytest.raises(ValueError, match=message):
+    tiny_config(**overrides)
+
+
+def test_eval_lists_accept_commas_and_lists():
+  from tests.rl.test_trainer import tiny_config
+  cfg = tiny_config(eval_opponents="random, expert", eval_extra_games=["TicTacToe-v0"])
+  assert cfg.eval_opponents == ("random", "expert") and cfg.eval_extra_games == ("TicTacToe-v0",)
+  assert hash(cfg) is not None
+  assert os.path.basename(evaluate.__file__) == "evaluate.py"
+
+
+@pytest.mark.slow
+def test_evaluate_a_hugging_face_folder(run, tmp_path):
+  from spiral_jax.model.policy import export_hf
+  config_file, workdir = run
+  evaluate.parse_flags(["evaluate", f"--config={config_file}", f"--workdir={workdir}"])
+  cfg = evaluate.config_from_flags()
+  policy, _ = evaluate.load_checkpoint_policy(cfg, str(workdir))
+  export_hf(policy, str(tmp_path / "tiny_hf"))  # safetensors + the SentencePiece tokenizer
+  evaluate.main(evaluate.parse_flags(["evaluate", f"--config={config_file}",
+                                      f"--hf={tmp_path / 'tiny_hf'}", f"--workdir={tmp_path}"]))
+  with open(tmp_path / "eval" / "hf-tiny_hf.json") as f:
+    report = json.load(f)
+  assert report["source"]["hf"] == str(tmp_path / "tiny_hf")
+  assert report["arena"]["KuhnPoker-v1"]["random"]["overall"]["games"] == 8
+  assert 0 <= report["kuhn_exploitability"]["KuhnPoker-v1"]["scored"]["exploitability"] <= 2
+  assert (tmp_path / "eval" / "hf-tiny_hf.md").exists()
