@@ -19,7 +19,8 @@ A run resumes only from a checkpoint that reads back exactly as it was written:
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -49,8 +50,7 @@ def leaf_name(path: tuple) -> str:
         break
     else:
       parts.append(str(key))
-  name = "/".join(parts)
-  return name[:-len("/value")] if name.endswith("/value") else name
+  return "/".join(parts).removesuffix("/value")
 
 
 def _as_uint32(x: jax.Array) -> jax.Array:

@@ -6,6 +6,7 @@ Every error names the config field and how to fix it, and is raised before anyth
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -130,6 +131,7 @@ class TrainConfig:
     if (self.tokenizer != "games_sentencepiece" and not os.path.isdir(self.tokenizer)):
       raise ValueError(f"tokenizer={self.tokenizer!r} is not a folder with tokenizer.json or "
                        "tokenizer.model; pass one, or 'games_sentencepiece'")
+    self._check_context()
     if not self.games:
       raise ValueError("games is empty: name at least one game, e.g. games=('KuhnPoker-v1',)")
     known = set(games_lib.list_games())
@@ -163,6 +165,31 @@ class TrainConfig:
     if self.eval_every < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
       raise ValueError("eval_every >= 0, checkpoint_every >= 1 and keep_checkpoints >= 1")
     self._check_eval_fields()
+
+  def _check_context(self) -> None:
+    """The prompt plus response budget must fit the model's context (``max_seq_len``)."""
+    from spiral_jax.model import config as model_config  # lazy, as above
+    overrides = dict(self.model_overrides)
+    if os.path.isdir(self.model):
+      path = os.path.join(self.model, "config.json")
+      if not os.path.exists(path):
+        raise ValueError(f"model={self.model!r} has no config.json; pass a Hugging Face folder")
+      with open(path) as f:
+        context = int(overrides.get("max_seq_len", json.load(f).get("max_position_embeddings",
+                                                                      4096)))
+    else:
+      fields = {f.name for f in dataclasses.fields(model_config.ModelConfig)}
+      unknown = sorted(set(overrides) - fields)
+      if unknown:
+        raise ValueError(f"model_overrides: unknown ModelConfig fields {unknown}; known: "
+                         f"{sorted(fields)}")
+      context = int(overrides.get("max_seq_len", model_config.PRESETS[self.model].max_seq_len))
+    need = self.max_prompt_tokens + self.sampling.max_new_tokens
+    if need > context:
+      raise ValueError(f"max_prompt_tokens + sampling.max_new_tokens = {self.max_prompt_tokens} + "
+                       f"{self.sampling.max_new_tokens} = {need} exceeds the model's context of "
+                       f"{context} tokens; lower one of them (or raise model_overrides.max_seq_len "
+                       "for a model trained from scratch)")
 
   def _check_eval_fields(self) -> None:
     """Validates the eval_* suite fields; lists and comma-separated strings become tuples."""

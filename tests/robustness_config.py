@@ -18,6 +18,7 @@ def get_config():
   c.games_per_round = 4
   c.epochs = 1
   c.sampling = dict(max_new_tokens=4)
+  c.max_prompt_tokens = 1020  # prompt + response within the model's 1024-token context
   c.loss = dict(drgrpo_constant=4.0)
   c.optim = dict(learning_rate=1e-2)
   c.warm_start_steps = 0

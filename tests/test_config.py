@@ -53,6 +53,11 @@ def test_quotas_follow_the_weights_and_sum_to_the_batch():
     ("optim.learning_rate", 0.0, "optim.learning_rate"),
     ("sampling.top_p", 0.0, "sampling.top_p"),
     ("loss.name", "dpo", "loss.name"),
+    ("sampling.max_new_tokens", 1500, "exceeds the model's context"),
+    ("max_prompt_tokens", 2040, "max_prompt_tokens \\+ sampling.max_new_tokens"),
+    ("model_overrides.d_modle", 64, "model_overrides: unknown ModelConfig fields"),
+    ("max_nonfinite_steps", 0, "max_nonfinite_steps"),
+    ("eval_opponents", ("grandmaster",), "eval_opponents"),
 ])
 def test_bad_fields_are_named(field, value, match):
   c = tiny_cpu.get_config()

@@ -19,6 +19,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
@@ -28,6 +29,8 @@ from spiral_jax import metrics as metrics_lib
 from spiral_jax.rl.trainer import StopSignals, Trainer
 from tests import robustness_config
 
+# Reading a damaged checkpoint leaves TensorStore futures whose errors Orbax never collects.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N = 2  # policy steps of the in-process runs (the config's num_steps)
 
@@ -57,7 +60,7 @@ def _assert_same_run(workdir, state, ref_workdir, ref):
   assert int(state.step) == int(ref.step)
   for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(state), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert np.abs(np.asarray(ref.rae)).sum() > 0  # the baselines moved: the comparison means something
+  assert np.abs(np.asarray(ref.rae)).sum() > 0  # the baselines moved: the test means something
   assert _rows(workdir) == _rows(ref_workdir)
 
 
@@ -142,7 +145,7 @@ def test_cli_killed_at_a_random_point_exits_0_and_resumes_exactly(tmp_path):
   stopped = metrics_lib.read(workdir)[-1]["step"]
   assert rows_before <= stopped < steps and "stopped by SIGTERM" in out, (rows_before, delay, out)
   assert stopped in _steps(workdir)
-  done = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=300)
+  done = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=300, check=False)
   assert done.returncode == 0, done.stdout + done.stderr
   state = checkpoint_lib.Checkpointer(str(workdir / "checkpoints")).restore(steps, ref)
   _assert_same_run(workdir, state, ref_workdir, ref)
@@ -151,8 +154,9 @@ def test_cli_killed_at_a_random_point_exits_0_and_resumes_exactly(tmp_path):
 # ---- integrity: detection and fallback, on a small state ----
 def _state(value: float):
   # 64K floats: big enough that Orbax writes the data to its own file rather than inline
-  return {"w": jnp.arange(65536, dtype=jnp.float32) * value, "b": jnp.full((3,), value, jnp.bfloat16),
-          "step": jnp.int32(value), "mask": jnp.arange(5) % 2 == 0}
+  return {"w": jnp.arange(65536, dtype=jnp.float32) * value,
+          "b": jnp.full((3,), value, jnp.bfloat16), "step": jnp.int32(value),
+          "mask": jnp.arange(5) % 2 == 0}
 
 
 def _largest_file(step_dir):
@@ -161,10 +165,11 @@ def _largest_file(step_dir):
 
 
 def _flip_a_byte(step_dir):
-  path = _largest_file(step_dir)
-  data = bytearray(open(path, "rb").read())
-  data[len(data) // 2] ^= 0x10
-  open(path, "wb").write(bytes(data))
+  with open(_largest_file(step_dir), "r+b") as f:
+    f.seek(os.fstat(f.fileno()).st_size // 2)
+    byte = f.read(1)[0]
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte ^ 0x10]))
 
 
 def _truncate(path):
@@ -200,6 +205,9 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_good_one(tmp_path,
   corrupt, says = CORRUPTIONS[damage]
   corrupt(str(tmp_path / "2"))
   ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=3)
+  if says == ALTERED:  # Orbax alone would resume from it
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state(0.0))
+    ckpt.manager.restore(2, args=ocp.args.StandardRestore(abstract))
   with caplog.at_level(logging.WARNING):
     restored = ckpt.restore_latest(_state(0.0))
   np.testing.assert_array_equal(restored["w"], _state(1.0)["w"])
@@ -221,7 +229,8 @@ def test_altered_arrays_fail_their_fingerprint(tmp_path, monkeypatch):
   ckpt.save(1, _state(1.0))
   ckpt.wait()
   monkeypatch.setattr(checkpoint_lib, "fingerprints", real)
-  with pytest.raises(checkpoint_lib.CorruptCheckpointError, match="w does not match the fingerprint"):
+  with pytest.raises(checkpoint_lib.CorruptCheckpointError,
+                     match="w does not match the fingerprint"):
     ckpt.restore(1, _state(0.0))
   with pytest.raises(checkpoint_lib.CorruptCheckpointError, match="no checkpoint .* restores"):
     ckpt.restore_latest(_state(0.0))  # nothing older to fall back to: an error, nothing moved
@@ -277,7 +286,9 @@ def test_a_crash_mid_save_keeps_the_previous_checkpoint(tmp_path):
   """keep=1: step 1 may go only once step 2 is complete, and step 2 never completes here."""
   subprocess.run([sys.executable, "-c", CRASH_MID_SAVE, str(tmp_path)], cwd=ROOT, check=True,
                  timeout=120)
-  assert "1" in os.listdir(tmp_path) and "2" not in os.listdir(tmp_path), os.listdir(tmp_path)
+  left = sorted(os.listdir(tmp_path))
+  assert "1" in left and "2" not in left, left  # step 1 survived; step 2 never committed
+  assert any(name.startswith("2.orbax-checkpoint-tmp") for name in left), left  # died mid-save
   ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=1)
   restored = ckpt.restore_latest({"w": jnp.zeros((1 << 23,))})
   assert ckpt.latest_step() == 1 and float(restored["w"].min()) == 1.0

@@ -193,7 +193,7 @@ class Trainer:
     with StopSignals() as stop:
       return self._run(stop)
 
-  def _run(self, stop: "StopSignals") -> ts.TrainState:
+  def _run(self, stop: StopSignals) -> ts.TrainState:
     c = self.cfg
     state = self.initial_state()
     restored = self.checkpointer.restore_latest(state, _shape_fields(self.policy.config))
@@ -299,7 +299,7 @@ class StopSignals:
   def name(self) -> str:
     return signal.Signals(self.received).name if self.received is not None else ""
 
-  def __enter__(self) -> "StopSignals":
+  def __enter__(self) -> StopSignals:
     if threading.current_thread() is threading.main_thread():
       for signum in self.SIGNALS:
         self._previous[signum] = signal.signal(signum, self._handle)

@@ -29,6 +29,7 @@ def get_config():
                            mlp_dim=64, max_seq_len=1024)
   c.vocab_size = 400
   c.batch_size = 8
+  c.max_prompt_tokens = 1000  # prompt + response within the 1024-token context
   c.games_per_round = 4
   c.sampling = dict(max_new_tokens=4)
   c.loss = dict(drgrpo_constant=4.0)
