@@ -15,29 +15,16 @@ from spiral_jax.eval import kuhn_exact
 from spiral_jax.rl.trainer import Trainer
 
 DATA = pathlib.Path(__file__).parent / "data"
-# The tiny run of tests/rl/test_trainer.py as a config file (the CLI reads files).
+# The shared tiny run (tests/tiny_config.py) as a config file of its own (the CLI reads files).
 CONFIG_FILE = '''
-import ml_collections
+from tests import tiny_config
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.games = ("KuhnPoker-v1",)
-  c.game_kwargs = {"KuhnPoker-v1": {"rounds": 1}}
-  c.model = "tiny"
-  c.model_overrides = dict(num_layers=1, d_model=32, num_heads=2, num_kv_heads=1, head_dim=16,
-                           mlp_dim=64, max_seq_len=1024)
-  c.vocab_size = 400
-  c.batch_size = 8
-  c.max_prompt_tokens = 1000  # prompt + response within the 1024-token context
-  c.games_per_round = 4
-  c.sampling = dict(max_new_tokens=4)
-  c.loss = dict(drgrpo_constant=4.0)
-  c.optim = dict(learning_rate=1e-2)
+  c = tiny_config.get_config()
   c.warm_start_steps = 0  # tests/rl/test_sft.py covers the supervised steps
-  c.eval_every = 0
   c.eval_games = 8
-  c.checkpoint_every = 1
+  c.keep_checkpoints = 3
   c.num_steps = 1
   return c
 '''

@@ -13,6 +13,8 @@ import tokenizers
 import torch
 import transformers
 
+from spiral_jax.model.policy import left_pad
+
 VOCAB = 128
 WORDS = [f"w{i}" for i in range(VOCAB - 3)]
 SPECIALS = ["<pad>", "<unk>", "<|im_end|>"]
@@ -74,14 +76,15 @@ def random_prompts(seed: int, lengths: list[int]) -> list[list[int]]:
   return [rng.randint(3, VOCAB, n).tolist() for n in lengths]
 
 
+def _left_pad_i64(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+  """``policy.left_pad`` with pad id 0, as the i64 arrays torch expects."""
+  tokens, mask = left_pad(rows, 0)
+  return tokens.astype(np.int64), mask.astype(np.int64)
+
+
 def hf_logits(model, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
   """Left-padded logits of ``transformers`` with per-row positions, and the mask."""
-  length = max(map(len, rows))
-  tokens = np.zeros((len(rows), length), np.int64)
-  mask = np.zeros((len(rows), length), np.int64)
-  for i, row in enumerate(rows):
-    tokens[i, length - len(row):] = row
-    mask[i, length - len(row):] = 1
+  tokens, mask = _left_pad_i64(rows)
   positions = np.maximum(np.cumsum(mask, 1) - 1, 0)
   with torch.no_grad():
     logits = model(input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask),
@@ -91,12 +94,8 @@ def hf_logits(model, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 def hf_greedy(model, rows: list[list[int]], new_tokens: int) -> np.ndarray:
   """transformers' greedy generate for a left-padded batch: i64[B, new_tokens]."""
-  length = max(map(len, rows))
-  tokens = np.zeros((len(rows), length), np.int64)
-  mask = np.zeros((len(rows), length), np.int64)
-  for i, row in enumerate(rows):
-    tokens[i, length - len(row):] = row
-    mask[i, length - len(row):] = 1
+  tokens, mask = _left_pad_i64(rows)
+  length = tokens.shape[1]
   with torch.no_grad():
     out = model.generate(torch.tensor(tokens), attention_mask=torch.tensor(mask),
                          max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
