@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from typing import Any
 
@@ -89,6 +90,9 @@ class TrainConfig:
   opponent_path: str = ""             # opponent='checkpoint': a run's workdir or an HF folder
   league_size: int = 4                # opponent='league': the newest past snapshots to draw from
   league_every: int = 10              # opponent='league': steps between snapshots
+  # Independent rollout shards per step, each on its own group of devices (0: one per process);
+  # a multiple of the process count. Multi-host runs give the numbers of one host with as many.
+  rollout_shards: int = 0
   rae: bool = True
   rae_alpha: float = 0.95
   filter_zero_advantage: bool = True
@@ -158,6 +162,17 @@ class TrainConfig:
     if self.opponent == "league" and (self.league_size < 1 or self.league_every < 1):
       raise ValueError(f"league_size={self.league_size} and league_every={self.league_every} "
                        "must be >= 1 for opponent='league'")
+    if self.rollout_shards < 0:
+      raise ValueError(f"rollout_shards={self.rollout_shards} must be >= 0 (0: one per process)")
+    if self.rollout_shards > 1:
+      if self.opponent in ("checkpoint", "league"):
+        raise ValueError(f"opponent={self.opponent!r} runs its sampler on the whole mesh, so it "
+                         "needs one rollout shard: use rollout_shards=0 on a single process, or "
+                         "opponent='self', 'random' or 'expert'")
+      if self.games_per_round % self.rollout_shards or self.batch_size % self.rollout_shards:
+        raise ValueError(f"rollout_shards={self.rollout_shards} must divide games_per_round="
+                         f"{self.games_per_round} and batch_size={self.batch_size}: each shard "
+                         "plays and draws an equal share")
     if self.max_nonfinite_steps < 1:
       raise ValueError(f"max_nonfinite_steps={self.max_nonfinite_steps} must be >= 1")
     if not 0 <= self.rae_alpha < 1:
@@ -230,11 +245,17 @@ class TrainConfig:
   @property
   def mesh_shape(self) -> dict[str, int]:
     n = jax.device_count()
-    fsdp, tensor = self.mesh_fsdp, self.mesh_tensor
-    data = self.mesh_data if self.mesh_data > 0 else n // (fsdp * tensor)
+    sizes = {"data": self.mesh_data, "fsdp": self.mesh_fsdp, "tensor": self.mesh_tensor}
+    fill = [axis for axis, size in sizes.items() if size <= 0]
+    if len(fill) > 1:
+      raise ValueError(f"mesh_data, mesh_fsdp, mesh_tensor = {tuple(sizes.values())}: at most one "
+                       "may be -1 (fill the devices left); give the others sizes")
+    if fill:  # the one -1 axis takes the devices the others leave
+      sizes[fill[0]] = n // max(1, math.prod(s for s in sizes.values() if s > 0))
+    data, fsdp, tensor = sizes["data"], sizes["fsdp"], sizes["tensor"]
     if data * fsdp * tensor != n:
       raise ValueError(f"mesh_data x mesh_fsdp x mesh_tensor = {data}x{fsdp}x{tensor} must equal "
-                       f"the {n} devices; set mesh_data=-1 to fill the data axis")
+                       f"the {n} devices; set one of them to -1 to fill the devices left")
     per_step = self.micro_batch_size or self.batch_size
     if per_step % (data * fsdp):
       raise ValueError(f"the batch per optimizer micro-step ({per_step}) must be divisible by "
@@ -294,7 +315,7 @@ def check_workdir(workdir: str) -> None:
   """Fails early when the work directory cannot be written."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_probe")
+    probe = os.path.join(workdir, f".write_probe.{os.getpid()}")  # one per process of a job
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)

@@ -58,6 +58,8 @@ def test_quotas_follow_the_weights_and_sum_to_the_batch():
     ("model_overrides.d_modle", 64, "model_overrides: unknown ModelConfig fields"),
     ("max_nonfinite_steps", 0, "max_nonfinite_steps"),
     ("eval_opponents", ("grandmaster",), "eval_opponents"),
+    ("rollout_shards", -1, "rollout_shards"),
+    ("rollout_shards", 3, "rollout_shards=3 must divide games_per_round"),
 ])
 def test_bad_fields_are_named(field, value, match):
   c = tiny_cpu.get_config()
@@ -79,6 +81,18 @@ def test_mesh_and_batch_must_fit_the_devices():
   c.mesh_data, c.batch_size = -1, 12
   with pytest.raises(ValueError, match="divisible by mesh_data x mesh_fsdp"):
     config_lib.from_config_dict(c).mesh_shape
+  c.batch_size, c.mesh_data, c.mesh_fsdp, c.mesh_tensor = 64, 1, -1, 2  # -1 fills any one axis
+  assert config_lib.from_config_dict(c).mesh_shape == {"data": 1, "fsdp": 4, "tensor": 2}
+  c.mesh_data = -1
+  with pytest.raises(ValueError, match="at most one may be -1"):
+    config_lib.from_config_dict(c).mesh_shape
+
+
+def test_rollout_shards_need_a_shardable_opponent():
+  c = tiny_cpu.get_config()
+  c.rollout_shards, c.opponent, c.opponent_path = 2, "checkpoint", "/tmp"
+  with pytest.raises(ValueError, match="needs one rollout shard"):
+    config_lib.from_config_dict(c)
 
 
 def test_workdir_must_be_writable(tmp_path):

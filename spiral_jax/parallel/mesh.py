@@ -8,7 +8,6 @@ step, so gathering them once beats gathering them per token). Names missing from
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -162,16 +161,3 @@ def batch_spec(rules: Rules, ndim: int) -> P:
 def batch_divisor(mesh: Mesh, rules: Rules) -> int:
   """How many ways the batch dim is split: batch sizes must be multiples of this."""
   return math.prod(mesh.shape[a] for a in _mesh_axes_for("batch", rules))
-
-
-def maybe_initialize_distributed() -> bool:
-  """Joins a multi-host job (TPU pod slice, multi-node GPU); call before any other JAX call.
-
-  Returns whether ``jax.distributed.initialize()`` ran: only when the environment names several
-  hosts, so single-host runs and tests never touch it.
-  """
-  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or "," in hosts:
-    jax.distributed.initialize()
-    return True
-  return False

@@ -1,9 +1,12 @@
-"""Host samples to the learner's fixed-shape ``TrainBatch``, bucketed so shapes rarely change.
+"""Host samples to the learner's fixed-shape ``TrainBatch``, padded so shapes do not change.
 
-Prompts are grouped by shared prefix (greedily splitting groups while that shrinks the padded
-token count), so the learner runs each group's prefix once (see ``rl/logprobs.py``). A
-``ShapeFloor`` carried across steps pads every batch to the largest shapes seen so far, so the
-jitted learner compiles only when a batch outgrows all earlier ones: a few times per run.
+Samples are grouped by shared prompt prefix, so the learner runs each group's prefix once (see
+``rl/logprobs.py``); groups split greedily while that shrinks the padded token count. A one-off
+batch is grouped and sized for itself. Training instead carries a ``ShapeFloor`` across steps,
+decided before the first step (``floor_for``) from prompts of the configured games: a table of
+shared prefixes that every sample is matched to, and padded sizes that fit them, so batch shapes
+do not depend on which samples were drawn and the jitted learner compiles once. Only a prompt
+that matches no prefix, or that is longer than any before, extends the floor (and recompiles).
 """
 from __future__ import annotations
 
@@ -71,41 +74,80 @@ def prefix_groups(prompts: Sequence[Sequence[int]], extra: Sequence[int],
 
 @dataclasses.dataclass
 class ShapeFloor:
-  """The smallest padded sizes the next batch may have: the largest of every earlier batch."""
+  """The smallest padded sizes the next batch may have (each batch raises them to its own) and,
+  for batches matched to it, the shared prefixes their samples start with (token ids)."""
   groups: int = 1   # prefix groups G
   prefix: int = 0   # prefix length P
   length: int = 16  # tail + response length L
   games: int = 8    # finished games
+  prefixes: list[list[int]] = dataclasses.field(default_factory=list, repr=False)
+
+
+def _longest_match(prompt: Sequence[int], prefixes: Sequence[Sequence[int]]) -> int:
+  """The index of the longest prefix ``prompt`` starts with, leaving it a token; -1 if none."""
+  best, best_len = -1, -1
+  for j, p in enumerate(prefixes):
+    if best_len < len(p) < len(prompt) and list(prompt[:len(p)]) == p:
+      best, best_len = j, len(p)
+  return best
+
+
+def _match_groups(prompts: Sequence[Sequence[int]], floor: ShapeFloor,
+                  response_len: int) -> list[int]:
+  """Each row's entry in ``floor.prefixes``; rows that match none are grouped greedily and their
+  groups' prefixes appended (sized with full responses, as every row is padded for one)."""
+  owner = [_longest_match(p, floor.prefixes) for p in prompts]
+  unmatched = [i for i, j in enumerate(owner) if j < 0]
+  if unmatched:
+    rows = [prompts[i] for i in unmatched]
+    for g in prefix_groups(rows, [response_len] * len(rows)):
+      lcp = _lcp([rows[i] for i in g])
+      floor.prefixes.append([int(t) for t in rows[g[0]][:lcp]])
+      for i in g:
+        owner[unmatched[i]] = len(floor.prefixes) - 1
+  return owner
 
 
 def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_len: int,
                 pad_id: int, floor: ShapeFloor | None = None) -> TrainBatch:
   """Left-padded group prefixes, then each row's prompt tail + response right-padded.
 
-  Returns numpy arrays (see ``TrainBatch``); the group and game axes are padded to buckets, and
-  every axis to at least ``floor``, which is then raised to this batch's sizes.
+  Returns numpy arrays (see ``TrainBatch``). Without ``floor`` the batch is grouped and sized for
+  itself (``prefix_groups``; each axis padded to a bucket of what it holds). With a ``floor``
+  (carried across steps) each row goes to the longest of ``floor.prefixes`` it starts with, every
+  prefix is a group whether or not a row uses it, and tails are padded for a full
+  ``response_len`` response, so the sizes do not depend on the draw. Every axis is padded to at
+  least ``floor``, which is then raised to this batch's sizes.
   """
-  floor = ShapeFloor() if floor is None else floor
   b = len(moves)
   prompts = [m.prompt_ids for m in moves]
   responses = [m.response_ids[:response_len] for m in moves]
-  groups = prefix_groups(prompts, [len(r) for r in responses])
-  lcps = [_lcp([prompts[i] for i in g]) for g in groups]
-  floor.prefix = p = max(floor.prefix, bucket(max(lcps), minimum=0, step=PREFIX_STEP))
-  floor.groups = num_groups = max(floor.groups, bucket(len(groups), minimum=1))
+  if floor is None:
+    floor, room = ShapeFloor(), [len(r) for r in responses]
+    groups = prefix_groups(prompts, room)
+    prefixes = [list(prompts[g[0]][:_lcp([prompts[i] for i in g])]) for g in groups]
+    owner = [0] * b
+    for gi, g in enumerate(groups):
+      for i in g:
+        owner[i] = gi
+  else:
+    room = [response_len] * b
+    owner = _match_groups(prompts, floor, response_len)
+    prefixes = floor.prefixes
+  floor.prefix = p = max(floor.prefix, bucket(max(map(len, prefixes)), minimum=0,
+                                              step=PREFIX_STEP))
+  floor.groups = num_groups = max(floor.groups, bucket(len(prefixes), minimum=1))
   prefix = np.full((num_groups, p), pad_id, np.int32)
   prefix_mask = np.zeros((num_groups, p), bool)
-  row_prefix = np.zeros(b, np.int32)
-  row_start = np.zeros(b, np.int32)
   for gi in range(num_groups):
-    g, lcp = (groups[gi], lcps[gi]) if gi < len(groups) else (groups[0], lcps[0])  # pad: copies
-    if lcp:
-      prefix[gi, p - lcp:] = prompts[g[0]][:lcp]
-      prefix_mask[gi, p - lcp:] = True
-    if gi < len(groups):
-      row_prefix[g], row_start[g] = gi, lcp
-  rows = [prompts[i][row_start[i]:] + responses[i] for i in range(b)]
-  floor.length = length = max(floor.length, bucket(max(len(r) for r in rows), step=SUFFIX_STEP))
+    shared = prefixes[gi] if gi < len(prefixes) else prefixes[0]  # padding groups: copies
+    if shared:
+      prefix[gi, p - len(shared):] = shared
+      prefix_mask[gi, p - len(shared):] = True
+  row_prefix = np.array(owner, np.int32)
+  rows = [prompts[i][len(prefixes[owner[i]]):] + responses[i] for i in range(b)]
+  tails = [len(prompts[i]) - len(prefixes[owner[i]]) + room[i] for i in range(b)]
+  floor.length = length = max(floor.length, bucket(max(tails), step=SUFFIX_STEP))
   tokens = np.full((b, length), pad_id, np.int32)
   input_mask = np.zeros((b, length), bool)
   loss_mask = np.zeros((b, length), np.float32)
@@ -126,3 +168,12 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
       sample_seat=np.array([m.seat for m in moves], np.int32),
       sample_valid=np.ones(b, bool), game_kind=game_kind, game_returns=game_returns,
       game_valid=game_valid)
+
+
+def floor_for(moves: Sequence[Move], response_len: int, max_games: int) -> ShapeFloor:
+  """The floor training batches fit, decided up front from ``moves``: sample prompts of every
+  game kind (e.g. every move of some random games, which reach the longest histories), and
+  ``max_games`` finished games per batch."""
+  floor = ShapeFloor(games=bucket(max_games, 8))
+  train_batch(moves, [], response_len, 0, floor)
+  return floor

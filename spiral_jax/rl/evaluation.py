@@ -160,12 +160,24 @@ def is_single_round_kuhn(game: core.Game) -> bool:
 
 # ---- the suites ----
 def text_agent(cfg, policy, tokenizer=None, name: str = "policy") -> rollout.TextAgent:
-  """The policy as an arena player with the config's evaluation decoding."""
+  """The policy as an arena player with the config's evaluation decoding, its sampler padded to
+  the rows of an arena batch (one compiled shape for every turn of every evaluation)."""
+  tokenizer = tokenizer if tokenizer is not None else policy.tokenizer
+  if tokenizer is None:
+    raise ValueError("text_agent: the policy has no tokenizer; pass tokenizer=")
+  if policy.tokenizer is None:
+    policy = policy.replace(tokenizer=tokenizer)
+  return rollout.TextAgent(rollout.policy_sample_fn(policy, **eval_sample_kwargs(cfg)), tokenizer,
+                           cfg.template, cfg.max_prompt_tokens, name)
+
+
+def eval_sample_kwargs(cfg) -> dict[str, Any]:
+  """``rollout.policy_sample_fn`` settings of evaluation: its decoding, and rows padded to an
+  arena batch (a text opponent's and the policy's turns never hold more)."""
   s = cfg.sampling
-  return arena.text_agent(policy, tokenizer, max_new_tokens=s.max_new_tokens,
-                          template=cfg.template, temperature=cfg.eval_temperature,
-                          top_p=cfg.eval_top_p, top_k=s.top_k,
-                          max_prompt_tokens=cfg.max_prompt_tokens, name=name)
+  return dict(max_new_tokens=s.max_new_tokens, temperature=cfg.eval_temperature,
+              top_p=cfg.eval_top_p, top_k=s.top_k,
+              batch_rows=cfg.eval_games_per_batch or cfg.eval_games)
 
 
 def arena_suite(games: Sequence[core.Game], agent: rollout.TextAgent,
@@ -377,10 +389,8 @@ class Evaluator:
         continue
       if name not in self._folder_opponents:
         from spiral_jax.rl import opponents  # lazy: Orbax and the HF loader
-        s = self.cfg.sampling
-        self._folder_opponents[name] = opponents.frozen(name, policy, dict(
-            max_new_tokens=s.max_new_tokens, temperature=self.cfg.eval_temperature,
-            top_p=self.cfg.eval_top_p, top_k=s.top_k))
+        self._folder_opponents[name] = opponents.frozen(name, policy,
+                                                        eval_sample_kwargs(self.cfg))
       out.append(self._folder_opponents[name])
     return out
 

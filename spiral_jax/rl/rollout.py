@@ -66,18 +66,23 @@ Agent = Player | TextAgent
 
 
 def policy_sample_fn(policy, *, max_new_tokens: int, temperature: float = 1.0,
-                     top_p: float = 1.0, top_k: int = 0) -> SampleFn:
+                     top_p: float = 1.0, top_k: int = 0, batch_rows: int = 0) -> SampleFn:
   """A ``SampleFn`` over ``sampling.generate``: response ids keep the stop token, texts drop it.
 
   ``policy`` needs a tokenizer (``policy.replace(tokenizer=tok)``) so the sampler returns texts.
+  ``batch_rows``: the most rows a call will have (e.g. games per round x kinds); every call is
+  padded to it, so all turns share one compiled sampler however many games are still running.
+  0, or a larger call: rows padded to a power of two.
   """
   if policy.tokenizer is None:
     raise ValueError("policy_sample_fn: the policy has no tokenizer; pass "
                      "policy.replace(tokenizer=tokenizer) so responses can be parsed")
 
   def sample(prompts: list[list[int]], seed: int):
+    rows = (batch_rows,) if len(prompts) <= batch_rows else None
     out = sampler.generate(policy, prompts, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+                           temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
+                           batch_buckets=rows)
     return (out.texts, [t[:n].tolist() for t, n in zip(out.tokens, out.lengths)],
             out.truncated.tolist())
 
@@ -321,3 +326,19 @@ def collect(runners: Sequence[GameRunner], quotas: Sequence[int], games_per_roun
   chars = [len(m.response_text) for m in played]
   return Rollout(moves=drawn, games=games, num_played_moves=len(played),
                  response_chars=float(np.mean(chars)) if chars else 0.0)
+
+
+def merge(parts: Sequence[Rollout]) -> Rollout:
+  """Rollout shards as one rollout: games numbered on in shard order, moves grouped by kind (in
+  shard order within a kind), counts summed."""
+  moves: list[Move] = []
+  games: list[FinishedGame] = []
+  played, chars = 0, 0.0
+  for part in parts:
+    moves += [dataclasses.replace(m, game=m.game + len(games)) for m in part.moves]
+    games += part.games
+    played += part.num_played_moves
+    chars += part.response_chars * part.num_played_moves
+  moves.sort(key=lambda m: m.kind)  # stable
+  return Rollout(moves=moves, games=games, num_played_moves=played,
+                 response_chars=chars / played if played else 0.0)

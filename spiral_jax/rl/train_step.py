@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -93,8 +94,16 @@ def init_state(params, tx: optax.GradientTransformation, num_game_kinds: int,
 
 
 def _micro_batches(tree, n: int):
-  """Splits the leading axis B into [n, B // n]."""
-  return jax.tree.map(lambda x: x.reshape((n, x.shape[0] // n) + x.shape[1:]), tree)
+  """Splits the leading axis B into [n, B // n], interleaved: micro-batch i takes rows i, i + n,
+  ... so each device holds an equal share of every micro-batch (a contiguous split would put
+  each on a few devices and save no memory)."""
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] // n, n) + x.shape[1:]).swapaxes(0, 1),
+                      tree)
+
+
+def _rows(x: jax.Array) -> jax.Array:
+  """Undoes ``_micro_batches``: [n, B // n, ...] -> [B, ...] in the batch's row order."""
+  return x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])
 
 
 def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
@@ -122,15 +131,11 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
     per_sample = (batch.row_prefix, batch.tokens, batch.input_mask, loss_mask, advantage, weight)
     baselines_finite = jnp.all(jnp.isfinite(baselines))
 
-    def micro_loss(params, mb, old_logp):
+    def micro_loss(params, mb, old_logp, ref_logp):
       row_prefix, tokens, input_mask, mask, adv, w = mb
       logp, entropy = logprob_fn(params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
                                  input_mask)
       old = jax.lax.stop_gradient(logp) if old_logp is None else old_logp
-      ref_logp = None
-      if loss_cfg.kl_beta > 0:
-        ref_logp = logprob_fn(ref_params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
-                              input_mask)[0]
       loss, m = losses.policy_loss(loss_cfg, logp, old, adv, mask, w, ref_logp, denom=denom)
       m["objective"] = loss  # the micro-batch's share of the loss optimised (KL term included)
       m["entropy_sum"] = (jax.lax.stop_gradient(entropy) * mask * w[:, None]).sum()
@@ -138,19 +143,24 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
 
     grad_fn = jax.grad(micro_loss, has_aux=True)
 
+    mbs = _micro_batches(per_sample, num_micro_batches)
+    refs = None
+    if loss_cfg.kl_beta > 0:  # the frozen reference scores the batch once, not once per epoch
+      def ref_pass(_, mb):
+        row_prefix, tokens, input_mask = mb[:3]
+        return None, logprob_fn(ref_params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
+                                input_mask)[0]
+      refs = jax.lax.stop_gradient(jax.lax.scan(ref_pass, None, mbs)[1])
+
     def run_epoch(params, opt_state, old_logp):
       def accumulate(grads, xs):
-        mb, old = xs
-        g, (m, logp) = grad_fn(params, mb, old)
+        mb, old, ref = xs
+        g, (m, logp) = grad_fn(params, mb, old, ref)
         return jax.tree.map(jnp.add, grads, g), (m, logp)
 
       zeros = jax.tree.map(jnp.zeros_like, params)
-      mbs = _micro_batches(per_sample, num_micro_batches)
       olds = None if old_logp is None else _micro_batches(old_logp, num_micro_batches)
-      if olds is None:
-        grads, (m, logp) = jax.lax.scan(lambda g, mb: accumulate(g, (mb, None)), zeros, mbs)
-      else:
-        grads, (m, logp) = jax.lax.scan(accumulate, zeros, (mbs, olds))
+      grads, (m, logp) = jax.lax.scan(accumulate, zeros, (mbs, olds, refs))
       updates, new_opt_state = tx.update(grads, opt_state, params)
       new_params = optax.apply_updates(params, updates)
       m = jax.tree.map(jnp.sum, m)
@@ -160,7 +170,7 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
         new_params = _select(finite, new_params, params)
         new_opt_state = _select(finite, new_opt_state, opt_state)
       m["skipped"] = (~finite).astype(jnp.int32)
-      return new_params, new_opt_state, logp.reshape((-1,) + logp.shape[2:]), m
+      return new_params, new_opt_state, _rows(logp), m
 
     params, opt_state = state.params, state.opt_state
     old_logp, epoch_metrics = None, []
@@ -237,4 +247,14 @@ def jit_train_step(train_step, state: TrainState, mesh, rules, with_reference: b
     in_shardings += (s_shard.params,)
   fn = jax.jit(train_step, in_shardings=in_shardings, out_shardings=(s_shard, rep),
                donate_argnums=0)
-  return fn, jax.device_put(state, s_shard)
+  if jax.process_count() == 1:
+    return fn, jax.device_put(state, s_shard)
+  from spiral_jax.parallel import multihost  # several processes: host data needs placing
+  b_shard = in_shardings[1]
+
+  def call(state, batch, *ref):  # every process holds the whole host batch; each puts its rows
+    batch = multihost.put_tree(batch, b_shard) if isinstance(batch.tokens, np.ndarray) else batch
+    return fn(state, batch, *ref)
+
+  call.lower = fn.lower
+  return call, multihost.place(state, s_shard)

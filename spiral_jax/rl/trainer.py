@@ -22,10 +22,11 @@ import tqdm
 from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
-from spiral_jax.games import core
+from spiral_jax.games import core, experts
 from spiral_jax.model import config as model_config_lib
 from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
+from spiral_jax.parallel import multihost
 from spiral_jax.rl import batching, opponents, rollout, sft
 from spiral_jax.rl.logprobs import make_logprob_fn
 from spiral_jax.rl import train_step as ts
@@ -38,17 +39,19 @@ def build_tokenizer(cfg: config_lib.TrainConfig, workdir: str) -> tokenizer_lib.
   if cfg.tokenizer != "games_sentencepiece":
     return tokenizer_lib.load_tokenizer(cfg.tokenizer)
   folder = os.path.join(workdir, "tokenizer")
-  if os.path.isdir(folder):
-    return tokenizer_lib.load_tokenizer(folder)
-  texts = sft.game_corpus([spec.make() for spec in cfg.games], cfg.template, seed=cfg.seed)
-  tok = tokenizer_lib.train_sentencepiece(texts, cfg.vocab_size, seed=cfg.seed)
-  tok.save(folder)
-  return tok
+  tok = None
+  if multihost.is_chief() and not os.path.isdir(folder):  # the chief trains it, all load it
+    texts = sft.game_corpus([spec.make() for spec in cfg.games], cfg.template, seed=cfg.seed)
+    tok = tokenizer_lib.train_sentencepiece(texts, cfg.vocab_size, seed=cfg.seed)
+    tok.save(folder)
+  multihost.barrier("spiral_jax:tokenizer")
+  return tok if tok is not None else tokenizer_lib.load_tokenizer(folder)
 
 
 def build_policy(cfg: config_lib.TrainConfig, tok, mesh) -> Policy:
   if os.path.isdir(cfg.model):
-    return Policy.from_hf(cfg.model, mesh=mesh)
+    return Policy.from_hf(cfg.model, mesh=mesh, dtype=cfg.compute_dtype,
+                          param_dtype=cfg.param_dtype)
   model_cfg = model_config_lib.preset(cfg.model, vocab_size=tok.vocab_size,
                                      param_dtype=cfg.param_dtype, dtype=cfg.compute_dtype,
                                      **dict(cfg.model_overrides))
@@ -60,8 +63,18 @@ class Trainer:
 
   def __init__(self, cfg: config_lib.TrainConfig, workdir: str, *, progress: bool = True):
     config_lib.check_workdir(workdir)
-    self.cfg, self.workdir, self.progress = cfg, workdir, progress
+    self.cfg, self.workdir = cfg, workdir
+    self.progress = progress and multihost.is_chief()
     self.mesh = mesh_lib.make_mesh(cfg.mesh_shape)
+    self.num_shards = multihost.resolve_shards(cfg.rollout_shards)
+    if self.num_shards > 1 and cfg.opponent in ("checkpoint", "league"):
+      raise ValueError(f"opponent={cfg.opponent!r} samples on the whole mesh and needs one rollout "
+                       f"shard, but this job has {self.num_shards} (rollout_shards="
+                       f"{cfg.rollout_shards}, {jax.process_count()} processes)")
+    # Each shard samples on its own devices: data-parallel, with the run's tensor split.
+    self.shard_meshes = {s: mesh_lib.make_mesh({"data": -1, "tensor": cfg.mesh_tensor}, group)
+                         for s, group in enumerate(multihost.shard_devices(self.num_shards))
+                         if s in multihost.local_shards(self.num_shards)}
     self.games = [spec.make() for spec in cfg.games]
     self.tokenizer = build_tokenizer(cfg, workdir)
     self.policy = build_policy(cfg, self.tokenizer, self.mesh)
@@ -81,8 +94,9 @@ class Trainer:
         rae_alpha=cfg.rae_alpha, filter_zero_advantage=cfg.filter_zero_advantage)
     self.checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                                     keep=cfg.keep_checkpoints)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(dataclasses.asdict(cfg), f, indent=1, default=str)
+    if multihost.is_chief():
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=1, default=str)
 
   def _opponents(self) -> list:
     """Each game's fixed opponent: None for self-play (and a league, drawn per step)."""
@@ -97,16 +111,30 @@ class Trainer:
 
   def _sample_kwargs(self, temperature: float, top_p: float) -> dict:
     s = self.cfg.sampling
+    # A turn's rows are the running games of every kind: at most a round of each (per shard).
+    rows = self.cfg.games_per_round // self.num_shards * len(self.games)
     return dict(max_new_tokens=s.max_new_tokens, temperature=temperature, top_p=top_p,
-                top_k=s.top_k)
+                top_k=s.top_k, batch_rows=rows)
 
   # ---- pieces ----
   def sample_fn(self, params, temperature: float, top_p: float) -> rollout.SampleFn:
     return rollout.policy_sample_fn(dataclasses.replace(self.policy, params=params),
                                     **self._sample_kwargs(temperature, top_p))
 
+  def shard_policy(self, params, shard: int) -> Policy:
+    """The policy with ``params`` copied onto rollout shard ``shard``'s devices."""
+    mesh = self.shard_meshes[shard]
+    shardings = mesh_lib.param_shardings(params, mesh, mesh_lib.SAMPLE_RULES)
+    return dataclasses.replace(self.policy, mesh=mesh, params=multihost.to_devices(
+        multihost.gathered(params), shardings))
+
   def initial_state(self) -> ts.TrainState:
-    return ts.init_state(self.policy.params, self.tx, len(self.games), self.cfg.seed)
+    return self.placed(ts.init_state(self.policy.params, self.tx, len(self.games), self.cfg.seed))
+
+  def placed(self, state: ts.TrainState) -> ts.TrainState:
+    """The state on the mesh (parameters by the rules, the rest replicated): what Orbax saves and
+    restores, across processes too."""
+    return multihost.place(state, ts.state_shardings(state, self.mesh))
 
   def league_runners(self, state: ts.TrainState) -> tuple[list[rollout.GameRunner], int]:
     """This step's runners against one drawn league snapshot, and that snapshot's step."""
@@ -118,12 +146,25 @@ class Trainer:
 
   def collect(self, state: ts.TrainState,
               runners: list[rollout.GameRunner] | None = None) -> rollout.Rollout:
+    """This step's rollout. With several rollout shards, shard ``i`` plays ``1/S`` of the games
+    and draws ``1/S`` of each kind's samples with key ``fold_in(key, i)`` on its own devices;
+    every process runs its own shards, and all of them gather the whole rollout."""
+    c, s = self.cfg, self.cfg.sampling
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), int(state.step))
-    s = self.cfg.sampling
-    return rollout.collect(runners or self.runners, self.cfg.game_quotas, self.cfg.games_per_round,
-                           self.sample_fn(state.params, s.temperature, s.top_p), self.tokenizer,
-                           key, template=self.cfg.template,
-                           max_prompt_tokens=self.cfg.max_prompt_tokens)
+    kwargs = dict(template=c.template, max_prompt_tokens=c.max_prompt_tokens)
+    if self.num_shards == 1:
+      return rollout.collect(runners or self.runners, c.game_quotas, c.games_per_round,
+                             self.sample_fn(state.params, s.temperature, s.top_p),
+                             self.tokenizer, key, **kwargs)
+    n, parts = self.num_shards, []
+    for shard in sorted(self.shard_meshes):
+      quotas = [q // n + (shard < q % n) for q in c.game_quotas]
+      sample_fn = rollout.policy_sample_fn(self.shard_policy(state.params, shard),
+                                           **self._sample_kwargs(s.temperature, s.top_p))
+      parts.append(rollout.collect(runners or self.runners, quotas, c.games_per_round // n,
+                                   sample_fn, self.tokenizer, jax.random.fold_in(key, shard),
+                                   **kwargs))
+    return rollout.merge(multihost.concat_shards(multihost.gather_objects(parts)))
 
   def rollout_metrics(self, r: rollout.Rollout) -> dict[str, float]:
     m: dict[str, float] = {"train/games": len(r.games), "train/response_chars": r.response_chars,
@@ -149,7 +190,13 @@ class Trainer:
     """The configured suites (``rl/evaluation.py``, as ``python -m spiral_jax.evaluate`` runs
     them); writes the full report to ``eval/<step>.json`` and ``.md``, returns flat metrics."""
     step = int(state.step)
-    policy = dataclasses.replace(self.policy, params=state.params)
+    if self.num_shards == 1:
+      policy = dataclasses.replace(self.policy, params=state.params)
+    else:  # on rollout shard 0's devices, the chief's own, so no other process takes part
+      params = multihost.gathered(state.params)  # (a collective: every process gathers)
+      policy = self.shard_policy(params, 0) if 0 in self.shard_meshes else None
+    if not multihost.is_chief():
+      return {}
     report = self.evaluator.run(policy, jax.random.fold_in(jax.random.key(self.cfg.seed + 1), step))
     report.write(os.path.join(self.workdir, "eval"), str(step), f"Evaluation at step {step}",
                  step=step, source={"workdir": os.path.abspath(self.workdir)})
@@ -157,6 +204,7 @@ class Trainer:
 
   def _reference_params(self, state: ts.TrainState):
     """The step-0 parameters: from the first checkpoint, which ``run`` writes before self-play."""
+    self.checkpointer.manager.wait_until_finished()  # a fresh run's step 0 may still be writing
     return self.checkpointer.restore(0, state).params
 
   # Padded shapes change float rounding (left-padded prefixes shift the reductions), so each
@@ -166,20 +214,39 @@ class Trainer:
 
   def _load_floor(self, step: int) -> batching.ShapeFloor:
     if not os.path.exists(self._floors_path()):
-      return batching.ShapeFloor()
+      return self.initial_floor()
     with open(self._floors_path()) as f:
       saved = json.load(f).get(str(step))
-    return batching.ShapeFloor(**saved) if saved else batching.ShapeFloor()
+    return batching.ShapeFloor(**saved) if saved else self.initial_floor()
+
+  def initial_floor(self, games_per_kind: int = 64) -> batching.ShapeFloor:
+    """The learner's shapes, decided before the first step from the prompts of every move of
+    ``games_per_kind`` random games of each kind (rendered and cut as in self-play), so the
+    batches of training fit them and the learner compiles once."""
+    c, moves = self.cfg, []
+    for k, game in enumerate(self.games):
+      pairs = sft.scripted_pairs(game, experts.random_player(game), games_per_kind,
+                                 jax.random.key(c.seed + k), c.template)
+      ids = self.tokenizer.encode_batch([prompt for prompt, _, _ in pairs])
+      moves += [rollout.Move(p[-c.max_prompt_tokens:], [], k, seat, 0, False, False)
+                for p, (_, _, seat) in zip(ids, pairs)]
+    # Self-play plays at least one learner move per game, so a kind needs at most this many.
+    games = sum(-(-q // c.games_per_round) * c.games_per_round for q in c.game_quotas)
+    return batching.floor_for(moves, c.sampling.max_new_tokens, games)
 
   def _save_floor(self, step: int, floor: batching.ShapeFloor) -> None:
+    if not multihost.is_chief():
+      return
     floors = {}
     if os.path.exists(self._floors_path()):
       with open(self._floors_path()) as f:
         floors = json.load(f)
-    floors[str(step)] = dataclasses.asdict(floor)
+    kept = {str(s) for s in self.checkpointer.manager.all_steps()}  # deleted steps' floors go
+    floors = {s: f for s, f in floors.items() if s in kept}
+    floors[str(step)] = dataclasses.asdict(floor)  # sizes and the prefix table (token ids)
     tmp = self._floors_path() + ".tmp"
     with open(tmp, "w") as f:
-      json.dump(floors, f)
+      json.dump(floors, f, default=int)  # numpy integers as plain ones
     os.replace(tmp, self._floors_path())
 
   # ---- the loop ----
@@ -197,15 +264,16 @@ class Trainer:
     c = self.cfg
     state = self.initial_state()
     restored = self.checkpointer.restore_latest(state, _shape_fields(self.policy.config))
-    writer = metrics_lib.MetricsWriter(self.workdir, resume_step=int(restored.step) if restored
-                                       is not None else 0)
+    resume_step = int(restored.step) if restored is not None else 0
+    writer = (metrics_lib.MetricsWriter(self.workdir, resume_step=resume_step)
+              if multihost.is_chief() else _Silent())
     if restored is not None:
       state = restored
       print(f"resumed from step {int(state.step)} in {self.workdir}")
     else:
       if c.warm_start_steps:
         params, sft_metrics = sft.warm_start(self, state.params)
-        state = state.replace(params=params, opt_state=self.tx.init(params))
+        state = self.placed(state.replace(params=params, opt_state=self.tx.init(params)))
         writer.write(0, sft_metrics)
       if c.eval_every:
         writer.write(0, self.evaluate(state))
@@ -221,7 +289,7 @@ class Trainer:
     bar = tqdm.tqdm(total=c.num_steps, initial=int(state.step), disable=not self.progress,
                     desc="self-play", dynamic_ncols=True)
     bad_steps = 0  # policy steps in a row whose updates were skipped as non-finite
-    floor = self._load_floor(int(state.step))  # padded shapes only grow: few recompiles
+    floor = self._load_floor(int(state.step))  # learner shapes, fixed before the first step
     stopping = stop.received is not None  # the state here is already on disk
     while int(state.step) < c.num_steps and not stopping:
       t0 = time.perf_counter()
@@ -237,7 +305,8 @@ class Trainer:
       m = self.rollout_metrics(r)
       m.update({f"train/{k}": float(v) for k, v in learner.items()})
       bad_steps = bad_steps + 1 if learner.get("nonfinite", 0) > 0 else 0
-      m.update({f"train/rae_baseline/{g.id}/seat{p}": float(state.rae[k, p])
+      baselines = np.asarray(state.rae)  # replicated: every process holds it
+      m.update({f"train/rae_baseline/{g.id}/seat{p}": float(baselines[k, p])
                 for k, g in enumerate(self.games) for p in range(2)})
       m.update({"time/rollout_s": t1 - t0, "time/learner_s": t2 - t1})
       if snapshot is not None:
@@ -280,6 +349,17 @@ def _shape_fields(model_cfg: model_config_lib.ModelConfig) -> dict[str, Any]:
   for name in ("vocab_size", "param_dtype"):  # top-level config fields
     fields[name] = fields.pop(f"model_overrides.{name}")
   return fields
+
+
+class _Silent:
+  """The metrics writer of processes other than the chief: they log nothing."""
+  path = "(process 0 writes the metrics)"
+
+  def write(self, step: int, metrics: dict) -> None:
+    del step, metrics
+
+  def close(self) -> None:
+    pass
 
 
 class StopSignals:

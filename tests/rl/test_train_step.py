@@ -94,5 +94,11 @@ def test_kl_penalty_pulls_towards_the_reference_and_needs_it():
   new_far, m_far = step(state, batch, far)
   assert float(m_far["kl"]) > 1e-4  # (Dr.GRPO divides by its constant, 4096)
   assert not np.allclose(new_same.params["w"], new_far.params["w"])  # the penalty has a gradient
+  # The reference is scored once per step, split into the same micro-batches as the policy.
+  split = jax.jit(ts.make_train_step(bigram_logprobs, tx, losses.LossConfig(kl_beta=1.0),
+                                     num_micro_batches=2))
+  new_split, m_split = split(state, batch, far)
+  np.testing.assert_allclose(new_split.params["w"], new_far.params["w"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(float(m_split["kl"]), float(m_far["kl"]), rtol=1e-5)
   with pytest.raises(ValueError, match="ref_params"):
     step(state, batch)

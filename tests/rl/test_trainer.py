@@ -84,3 +84,13 @@ def test_the_run_stops_after_k_nonfinite_steps_in_a_row(tmp_path):
   assert [r["step"] for r in rows] == [1, 2] and all(r["train/nonfinite"] > 0 for r in rows)
   for line in open(tmp_path / "metrics.jsonl"):
     json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_a_fresh_run_with_a_kl_penalty_uses_its_step_0_policy(tmp_path):
+  # The reference is the step-0 checkpoint, saved asynchronously just before self-play starts.
+  cfg = tiny_config(num_steps=2, loss=dict(drgrpo_constant=4.0, kl_beta=0.5))
+  state = Trainer(cfg, str(tmp_path), progress=False).run()
+  assert int(state.step) == 2
+  rows = [r for r in metrics_lib.read(str(tmp_path)) if "train/kl" in r]
+  assert [r["step"] for r in rows] == [1, 2]
+  assert rows[0]["train/kl"] == 0.0 and rows[1]["train/kl"] > 0.0  # step 1 starts at the reference

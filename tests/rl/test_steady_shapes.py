@@ -1,0 +1,111 @@
+"""Training compiles during its first evaluation + checkpoint cycle and never after: the learner's
+shapes are fixed before the first step and the sampler's rows are padded to a fixed count."""
+import copy
+
+import jax
+import numpy as np
+
+from flax import nnx
+
+from spiral_jax import config as config_lib
+from spiral_jax.model import ModelConfig, Policy
+from spiral_jax.rl import batching, rollout
+from spiral_jax.rl.trainer import Trainer
+from spiral_jax.sampling import sampler
+from tests.sampling.test_sampler import PROBS, VOCAB, Bigram, CharTokenizer
+from tests import tiny_config as tiny_config_file
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def _population(rng, n=60):
+  """Prompts as in SPIRAL: a shared start, a seat token, shared rules, a history of 0-3 moves."""
+  start, rules = rng.integers(3, 64, 12).tolist(), rng.integers(3, 64, 30).tolist()
+  moves = []
+  for i in range(n):
+    history = rng.integers(3, 64, 4 * rng.integers(0, 4)).tolist()
+    moves.append(rollout.Move(start + [1 + i % 2] + rules + history,
+                              rng.integers(3, 64, rng.integers(1, 9)).tolist(), 0, i % 2, 0,
+                              False, False))
+  return moves
+
+
+def test_batches_drawn_from_the_floors_prompts_keep_its_shapes():
+  rng = np.random.default_rng(0)
+  population = _population(rng)
+  floor = batching.floor_for(population, response_len=8, max_games=16)
+  want = copy.deepcopy(floor)
+  for _ in range(30):
+    # Any draw, including ones that share more of their prompts than the whole population.
+    size = int(rng.choice([2, 8]))
+    drawn = [population[i] for i in rng.choice(len(population), size, replace=False)]
+    batch = batching.train_batch(drawn, [], response_len=8, pad_id=0, floor=floor)
+    assert floor == want
+    assert batch.prefix.shape == (want.groups, want.prefix)
+    assert batch.tokens.shape == (size, want.length) and batch.game_kind.shape == (want.games,)
+    for i, m in enumerate(drawn):  # every row still holds its whole prompt and response
+      g = batch.row_prefix[i]
+      prefix = batch.prefix[g][batch.prefix_mask[g]].tolist()
+      row = batch.tokens[i][batch.input_mask[i]].tolist()
+      assert prefix + row == m.prompt_ids + m.response_ids
+      assert batch.loss_mask[i].sum() == len(m.response_ids)
+
+
+def test_unseen_prompts_extend_the_floor():
+  rng = np.random.default_rng(1)
+  population = _population(rng)
+  floor = batching.floor_for(population, response_len=8, max_games=16)
+  before = copy.deepcopy(floor)
+  longest = max(population, key=lambda m: len(m.prompt_ids))
+  longer = rollout.Move(longest.prompt_ids + [5] * 40, [6], 0, 0, 0, False, False)
+  batching.train_batch([longer, population[0]], [], response_len=8, pad_id=0, floor=floor)
+  assert floor.length > before.length and floor.prefixes == before.prefixes
+  stranger = rollout.Move([2] * 50, [6], 0, 0, 0, False, False)  # shares no prefix
+  batch = batching.train_batch([stranger, population[0]], [], response_len=8, pad_id=0,
+                               floor=floor)
+  assert floor.prefixes[:-1] == before.prefixes and floor.prefixes[-1] == [2] * 49
+  assert batch.row_prefix[0] == len(before.prefixes)
+
+
+def test_sampler_rows_padded_to_batch_rows_share_one_program():
+  config = ModelConfig(vocab_size=VOCAB, d_model=2, num_layers=1, num_heads=1, num_kv_heads=1,
+                       head_dim=2, mlp_dim=2, max_seq_len=64)
+  graphdef, params = nnx.split(Bigram(config, np.log(PROBS)))
+  policy = Policy(config=config, graphdef=graphdef, params=params, tokenizer=CharTokenizer())
+  sample = rollout.policy_sample_fn(policy, max_new_tokens=4, batch_rows=12)
+  sample([[1, 2]] * 12, 0)
+  traces = sampler.trace_counts()
+  for n in (1, 5, 11):  # a turn's rows: fewer as games end
+    texts, ids, truncated = sample([[3]] * n, n)
+    assert len(texts) == len(ids) == len(truncated) == n
+  assert sampler.trace_counts() == traces
+  sample([[1]] * 13, 0)  # more rows than promised: a power-of-two bucket, not an error
+  assert sampler.trace_counts()["prefill"] == traces["prefill"] + 1
+
+
+def test_nothing_compiles_after_the_first_evaluation_and_checkpoint(tmp_path):
+  c = tiny_config_file.get_config()
+  c.num_steps, c.eval_every, c.checkpoint_every, c.eval_games = 3, 2, 2, 4
+  trainer = Trainer(config_lib.from_config_dict(c), str(tmp_path), progress=False)
+  step_now, compiles = [0], []
+
+  def listener(event, _secs, fun_name="?", **_):
+    if event == COMPILE_EVENT:
+      compiles.append((step_now[0], fun_name))
+
+  collect = trainer.collect
+
+  def collect_and_track(state, *rest):
+    step_now[0] = int(state.step) + 1  # everything until the next collect is this step's work
+    return collect(state, *rest)
+
+  trainer.collect = collect_and_track
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    trainer.run()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert {s for s, _ in compiles} >= {1}  # the checks below would pass if nothing were seen
+  # Steps 1-2 are the warm-up: the first update, evaluation and checkpoint of training arrays;
+  # step 3 rolls out, updates, evaluates and checkpoints again.
+  assert [(s, name) for s, name in compiles if s > 2] == []
