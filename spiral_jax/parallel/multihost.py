@@ -120,6 +120,10 @@ def put(host: np.ndarray, sharding: NamedSharding) -> jax.Array:
   if host.ndim == 0 or rows == {(0, host.shape[0])}:  # replicated over this process's devices
     return jax.make_array_from_process_local_data(sharding, host, host.shape)
   lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+  if sum(b - a for a, b in rows) != hi - lo:  # a mesh whose process devices interleave rows
+    raise ValueError(f"put: this process's devices hold rows {sorted(rows)} of {host.shape}, "
+                     "not one contiguous block; build the mesh with each process's devices "
+                     "together (parallel.mesh.make_mesh does)")
   return jax.make_array_from_process_local_data(sharding, host[lo:hi], host.shape)
 
 
