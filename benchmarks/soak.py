@@ -2,17 +2,21 @@
 memory must stay flat and nothing may compile after the warm-up.
 
 Runs ``experiments/tiny_cpu.py`` in-process for ``--steps`` policy steps with a checkpoint every
-``--checkpoint_every`` and the config's evaluation every ``--eval_every`` steps. It records the
-resident set size (and its anonymous part, the heap) after every step (its rollout, update,
-evaluation, metrics and checkpoint) and every XLA compilation with the function compiled
-(``jax.monitoring``), and prints JSON: RSS after the warm-up and at the end, its growth, and every
-compilation after the warm-up (``<out>/soak.json`` also has every step's RSS). Exits 1 when RSS
-grows more than ``--max_growth`` (5%) after the warm-up or anything compiles after it.
+``--checkpoint_every`` and the config's evaluation every ``--eval_every`` steps. For every step
+(its rollout, update, evaluation, metrics and checkpoint) it records the peak resident set size
+(Linux ``VmHWM``, reset after each step), and it records every XLA compilation with the function
+compiled (``jax.monitoring``). It prints JSON and writes it to ``<out>/soak.json`` (with every
+step's numbers): the peak RSS over the first cycle after the warm-up and over the last cycle,
+its growth, and every compilation after the warm-up. Exits 1 when the peak grows more than
+``--max_growth`` (5%) or anything compiles after the warm-up.
 
-The warm-up is one full cycle: the first ``max(eval_every, checkpoint_every)`` steps. Step 1
-compiles the sampler and the learner; the first checkpoint and evaluation after training starts
-compile their few pieces once more, for the arrays' training shardings. From then on every shape
-is fixed (``rl/batching.floor_for``, ``rollout.policy_sample_fn(batch_rows=)``).
+The warm-up, and the cycle the peaks are taken over, is ``max(eval_every, checkpoint_every)``
+steps. Step 1 compiles the sampler and the learner; the first checkpoint and evaluation after
+training starts compile their pieces again where the arrays' training shardings differ (not on
+one device). From then on every shape is fixed (``rl/batching.floor_for``,
+``rollout.policy_sample_fn(batch_rows=)``). Peaks over whole cycles compare like with like: the
+RSS read at a step's end swings by ~0.7 GB (the update's temporaries are freed in the next tens
+of milliseconds; checkpoint steps end later), which single readings would mistake for a trend.
 
   python benchmarks/soak.py [--steps 200] [--checkpoint_every 10] [--eval_every 10] [--warmup N]
 """
@@ -27,13 +31,19 @@ import sys
 import time
 
 
-def resident() -> tuple[int, int]:
-  """This process's resident set size and its anonymous part (heap, not mapped files) now, in
-  bytes (Linux ``/proc/self/status``)."""
+def memory() -> dict[str, int]:
+  """Bytes: ``rss`` and its anonymous part ``anon`` (heap, not mapped files) now, and ``peak``, the
+  largest RSS since the last ``reset_peak`` (Linux ``/proc/self/status``)."""
   with open("/proc/self/status") as f:
     kib = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f)
-           if k in ("VmRSS", "RssAnon")}
-  return kib["VmRSS"] * 1024, kib["RssAnon"] * 1024
+           if k in ("VmRSS", "RssAnon", "VmHWM")}
+  return {"rss": kib["VmRSS"] * 1024, "anon": kib["RssAnon"] * 1024, "peak": kib["VmHWM"] * 1024}
+
+
+def reset_peak() -> None:
+  """Starts a new ``peak`` window (Linux resets VmHWM when 5 is written to clear_refs)."""
+  with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
 
 
 def main() -> int:
@@ -59,8 +69,8 @@ def main() -> int:
   if args.eval_every is not None:
     c.eval_every = args.eval_every
   warmup = args.warmup if args.warmup is not None else max(c.eval_every, c.checkpoint_every)
-  if not 0 < warmup < args.steps:
-    parser.error(f"the warm-up ({warmup} steps) must lie in (0, --steps={args.steps})")
+  if not 0 < 2 * warmup <= args.steps:
+    parser.error(f"--steps={args.steps} must hold the warm-up ({warmup} steps) and one more cycle")
   cfg = config_lib.from_config_dict(c)
 
   step_now = [0]  # the policy step in progress; 0 before the first (warm-start, step-0 eval)
@@ -71,42 +81,42 @@ def main() -> int:
 
   shutil.rmtree(args.out, ignore_errors=True)
   trainer = trainer_lib.Trainer(cfg, args.out, progress=False)
-  rss: dict[int, int] = {}  # after each step, all of its work done
-  anon: dict[int, int] = {}
-  live: dict[int, int] = {}
+  steps: dict[int, dict[str, int]] = {}  # memory at each step's end; peak: during the step
   collect = trainer.collect
 
-  def after(step: int) -> None:
-    (rss[step], anon[step]), live[step] = resident(), len(jax.live_arrays())
+  def step_done(step: int) -> None:
+    steps[step] = {**memory(), "live_arrays": len(jax.live_arrays())}
+    reset_peak()
 
   def collect_and_track(state, *rest):  # a step starts: the one before is complete
     step = int(state.step)
-    if step > 0:
-      after(step)
+    step_done(step)  # step 0: the warm-start, the step-0 evaluation and checkpoint
     step_now[0] = step + 1
     return collect(state, *rest)
 
   trainer.collect = collect_and_track
   start = time.perf_counter()
+  reset_peak()
   state = trainer.run()
   seconds = time.perf_counter() - start
-  after(int(state.step))  # the last step, its checkpoint committed
-  last = max(rss)
+  last = int(state.step)
+  step_done(last)  # the last step, its checkpoint committed
   mb = lambda x: round(x / 2**20, 1)
-  growth = (rss[last] - rss[warmup]) / rss[warmup]
+  peak = lambda first, end: max(steps[s]["peak"] for s in range(first, end + 1))
+  base, final = peak(warmup + 1, 2 * warmup), peak(last - warmup + 1, last)
+  growth = (final - base) / base
   late = [{"step": s, "function": name} for s, name in compiles if s > warmup]
-  after_warmup = [s for s in sorted(rss) if s >= warmup]
   result = {
-      "benchmark": "soak: experiments/tiny_cpu.py", "steps": args.steps, "warmup": warmup,
+      "benchmark": "soak: experiments/tiny_cpu.py", "steps": last, "warmup": warmup,
       "checkpoint_every": cfg.checkpoint_every, "eval_every": cfg.eval_every,
       "seconds": round(seconds, 1), "devices": jax.device_count(),
-      "rss_mb_after_warmup": mb(rss[warmup]), "rss_mb_end": mb(rss[last]),
+      "rss_mb_after_warmup": mb(base),  # peak over steps warmup+1 .. 2 warmup
+      "rss_mb_end": mb(final),  # peak over the last warmup steps
       "rss_growth": round(growth, 4),
-      "rss_mb_min_max_after_warmup": [mb(min(rss[s] for s in after_warmup)),
-                                      mb(max(rss[s] for s in after_warmup))],
-      "anon_mb_after_warmup": mb(anon[warmup]), "anon_mb_end": mb(anon[last]),
-      "anon_growth": round((anon[last] - anon[warmup]) / anon[warmup], 4),
-      "live_arrays_after_warmup": live[warmup], "live_arrays_end": live[last],
+      "rss_mb_max": mb(max(m["peak"] for s, m in steps.items() if s > warmup)),
+      "rss_mb_at_step_end": {s: mb(steps[s]["rss"]) for s in (warmup, last)},
+      "anon_mb_at_step_end": {s: mb(steps[s]["anon"]) for s in (warmup, last)},
+      "live_arrays": {s: steps[s]["live_arrays"] for s in (warmup, last)},
       "compilations": len(compiles),
       "compilations_by_step": dict(collections.Counter(s for s, _ in compiles)),
       "compilations_after_warmup": len(late), "compiled_after_warmup": late,
@@ -114,12 +124,12 @@ def main() -> int:
   }
   result["ok"] = result["rss_ok"] and result["compile_ok"]
   print(json.dumps(result, indent=1))
-  # The file also keeps every step's numbers, for plots.
-  result["rss_mb_by_step"] = {s: mb(v) for s, v in sorted(rss.items())}
-  result["anon_mb_by_step"] = {s: mb(v) for s, v in sorted(anon.items())}
+  result["by_step"] = {s: {k: mb(v) if k != "live_arrays" else v for k, v in m.items()}
+                       for s, m in sorted(steps.items())}
   with open(os.path.join(args.out, "soak.json"), "w") as f:
     json.dump(result, f)
   return 0 if result["ok"] else 1
+
 
 if __name__ == "__main__":
   sys.exit(main())
