@@ -1,0 +1,176 @@
+"""The benchmark scripts run end-to-end at tiny sizes and print JSON with their documented keys;
+their helpers (analytic FLOPs, GPU spec table, slope fit, exclusive timing) are right."""
+import ast
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, BENCH)
+
+import _hardware  # noqa: E402
+import _models  # noqa: E402
+
+# a very small Qwen3 so each script compiles and runs in seconds
+SMALL = json.dumps(dict(num_layers=1, vocab_size=256, d_model=64, mlp_dim=128, num_heads=2,
+                        num_kv_heads=1, head_dim=32))
+
+
+def run_script(name: str, *args: str, timeout: int = 120) -> tuple[dict, float]:
+  """Runs benchmarks/<name> on one CPU device (not the tests' 8 fake ones); returns its JSON."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip()
+  start = time.perf_counter()
+  proc = subprocess.run([sys.executable, os.path.join(BENCH, name), *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+  seconds = time.perf_counter() - start
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout), seconds
+
+
+def _finite_positive(*xs):
+  return all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in xs)
+
+
+def test_learner_smoke():
+  """With shared prefixes, the layout training batches use: the prefix's last layer only needs
+  keys and values, XLA drops the rest, and the analytic count must know it."""
+  out, _ = run_script("learner.py", "--device", "cpu", "--batch", "4", "--length", "16",
+                      "--response_len", "8", "--prefix_groups", "2", "--prefix_len", "32",
+                      "--repeats", "1", "--matmul_n", "256", "--model_overrides", SMALL)
+  assert out["benchmark"] == "learner" and out["backend"] == "cpu"
+  assert out["prefix_groups"] == 2 and out["tokens"] == 4 * (16 + 32)
+  assert out["peak"]["matmul_flops_per_s"] > 0
+  for part in ("train_step", "forward"):
+    r = out[part]
+    assert _finite_positive(r["seconds"], r["tokens_per_s"], r["flops_analytic"])
+    assert 0 < r["utilisation"]["fraction_of_matmul_peak"] < 5
+    # our analytic count is what XLA counts, to within the elementwise work it leaves out
+    assert 0.9 < r["xla_over_analytic"] < 1.3, r
+  # a train step is one forward and a backward of twice its cost
+  assert out["train_step"]["flops_analytic"] == pytest.approx(3 * out["forward"]["flops_analytic"])
+  train = out["train_step"]["utilisation"]
+  assert out["train_fraction_of_peak"] == train["fraction_of_matmul_peak"]
+  assert out["meets_goal"] == (out["train_fraction_of_peak"] >= 0.4)
+
+
+@pytest.mark.parametrize("part", ["sampler", "learner"])
+def test_scaling_smoke(part):
+  out, _ = run_script("scaling.py", "--device", "cpu", "--parts", part, "--base", "2x16x16",
+                      "--batch_values", "1,2", "--prompt_values", "16,32",
+                      "--response_values", "16,32", "--repeats", "1", "--matmul_n", "256",
+                      "--model_overrides", SMALL)
+  assert out["benchmark"] == "scaling" and set(out["slopes"]) == {part}
+  for axis in ("batch", "prompt", "response"):
+    r = out[part][axis]
+    assert len(r["values"]) == len(r["seconds"]) == len(r["points"]) == 2
+    assert math.isfinite(r["loglog_slope"]) and math.isfinite(r["seconds_per_unit"])
+    assert out["slopes"][part][axis] == r["loglog_slope"]
+    assert all(p["fraction_of_matmul_peak"] > 0 for p in r["points"])
+    assert r["points"][1][axis] == r["values"][1]  # the point varies its own axis only
+  rate = "new_tokens_per_s" if part == "sampler" else "tokens_per_s"
+  assert out[part]["batch"]["points"][0][rate] > 0
+
+
+def test_rollout_smoke():
+  out, seconds = run_script(
+      "rollout.py", "--device", "cpu", "--steps", "1", "--warm_start_steps", "0",
+      "--config.batch_size=8", "--config.games_per_round=4", "--config.sampling.max_new_tokens=8",
+      "--config.model_overrides.num_layers=1")
+  assert out["batch_size"] == 8 and out["steps_measured"] == [2]
+  parts = out["parts_s"]
+  assert set(parts) == {"sampler", "learner", "render", "template", "tokenize", "parse",
+                        "game_step", "batching", "sampler_host", "python"}
+  assert parts["sampler"] > 0 and parts["learner"] > 0 and parts["render"] > 0
+  # the parts add up to the step (python is the rest, so it is never negative)
+  assert sum(parts.values()) == pytest.approx(out["step_s"], abs=2e-3)
+  assert parts["python"] >= 0
+  assert out["host_share"] == pytest.approx(out["host_s"] / out["step_s"], abs=1e-3)
+  assert out["compilations_first_step"] > 0  # the listener sees compilations
+  assert out["compilations_after_first_step"] == len(out["late_compilations"])
+  detail = out["device_detail"]
+  assert detail["sampler"]["padded_rows"] == 4 and detail["sampler"]["calls_per_step"] >= 1
+  assert detail["learner"]["batch_shape"]["rows"] == 8
+  assert seconds < 120
+
+
+def test_tiny_qwen3_matches_the_sampler_benchmark():
+  """benchmarks/sampler.py keeps its own copy (it must not import this one); they must agree."""
+  tree = ast.parse(open(os.path.join(BENCH, "sampler.py")).read())
+  call = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+              and getattr(node.targets[0], "id", "") == "TINY_QWEN3")
+  assert {k.arg: ast.literal_eval(k.value) for k in call.keywords} == _models.TINY_QWEN3
+  c = _models.tiny_qwen3()
+  assert (c.vocab_size, c.d_model, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim,
+          c.mlp_dim, c.tie_embeddings, c.qk_norm) == (8192, 256, 4, 4, 2, 64, 1024, True, True)
+
+
+def test_analytic_flops_match_a_hand_count():
+  c = _models.tiny_qwen3()
+  per_token = 4 * (256 * 64 * (8 + 4) + 3 * 256 * 1024)  # 4 layers of projections and MLP
+  assert _models.layer_matmul_params(c) == per_token
+  # 8 x 512 forward: layers on every token, attention 512 x 512, logits on 511 positions
+  expected = (2 * per_token * 4096 + 4 * 4 * 4 * 64 * 4096 * 512 + 2 * 256 * 8192 * 8 * 511)
+  assert _models.learner_forward_flops(c, 8, 512) == expected
+  assert _models.train_step_flops(c, 8, 512, epochs=2) == 6 * expected
+
+
+@pytest.mark.parametrize("kind,bf16,hbm", [
+    ("NVIDIA H100 80GB HBM3", 989e12, 3.35e12), ("NVIDIA H100 PCIe", 756e12, 2.0e12),
+    ("NVIDIA H200", 989e12, 4.8e12), ("NVIDIA A100-SXM4-80GB", 312e12, 2.039e12),
+    ("NVIDIA A100-SXM4-40GB", 312e12, 1.555e12), ("NVIDIA L4", 121e12, 0.3e12),
+    ("TPU v5 lite", 197e12, 0.819e12)])
+def test_spec_table(kind, bf16, hbm):
+  spec = _hardware.spec_for(kind)
+  assert spec.bf16 == bf16 and spec.hbm == hbm
+
+
+def test_spec_table_unknown_device():
+  assert _hardware.spec_for("cpu") is None and _hardware.spec_for("Tesla T4") is None
+
+
+def test_slope_fit():
+  import scaling
+  linear = scaling.fit([1, 2, 4, 8], [0.5 + 0.25 * x for x in (1, 2, 4, 8)])
+  assert linear["seconds_per_unit"] == pytest.approx(0.25)
+  assert linear["intercept_s"] == pytest.approx(0.5)
+  assert scaling.fit([2, 4, 8], [3 * x ** 2 for x in (2, 4, 8)])["loglog_slope"] == pytest.approx(2)
+
+
+def test_profiler_charges_exclusive_time():
+  import rollout
+  profiler = rollout.Profiler()
+  inner = profiler.wrap("inner", lambda: time.sleep(0.05))
+
+  def outer_fn():
+    inner()
+    time.sleep(0.02)
+
+  outer = profiler.wrap("outer", outer_fn)
+  outer()
+  assert not profiler.totals  # inactive: nothing charged
+  profiler.active = True
+  outer()
+  assert profiler.totals["inner"] == pytest.approx(0.05, abs=0.03)
+  assert profiler.totals["outer"] == pytest.approx(0.02, abs=0.03)
+  assert profiler.totals["outer"] < profiler.totals["inner"]
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("jax_cuda12_plugin",
+                                                               "jax_cuda13_plugin")),
+                    reason="a CUDA plugin is installed: --device gpu may work here")
+def test_missing_gpu_backend_is_a_clear_error():
+  env = dict(os.environ)
+  env.pop("JAX_PLATFORMS", None)
+  proc = subprocess.run([sys.executable, os.path.join(BENCH, "learner.py"), "--device", "gpu"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+  assert proc.returncode != 0
+  assert "--device gpu: JAX has no cuda backend" in proc.stderr
