@@ -17,7 +17,7 @@ def get_config():
   c.num_steps = 0                       # no self-play; `spiral_jax.train` on this workdir adds it
   c.warm_start_steps = 150              # the SFT steps (batch_size expert moves each)
   c.warm_start_learning_rate = 3e-3
-  # Expert responses restate the card ("I have K; the opponent bet. \boxed{[call]}"): up to
+  # Expert responses restate the card ("The opponent bet; I have K \boxed{[call]}"): up to
   # 16 tokens with the end of turn in the 512-piece tokenizer.
   c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=24, temperature=1.0, top_p=1.0,
                                               top_k=0))

@@ -33,7 +33,7 @@ def get_config():
   c.rae = True
   c.rae_alpha = 0.95
   c.filter_zero_advantage = True
-  # Responses ("I have K; the opponent bet. \boxed{[call]}") take at most 16 tokens.
+  # Responses ("The opponent bet; I have K \boxed{[call]}") take at most 16 tokens.
   c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=24, temperature=1.0, top_p=1.0,
                                               top_k=0))
   # Responses are a few tokens, so the Dr.GRPO constant is the response budget, not 4096.
@@ -41,7 +41,7 @@ def get_config():
                                           drgrpo_constant=24.0, kl_beta=0.0))
   c.optim = ml_collections.ConfigDict(dict(learning_rate=2e-4, b1=0.9, b2=0.95, weight_decay=0.0,
                                            clip_norm=1.0, warmup_steps=0, schedule="constant"))
-  c.warm_start_steps = 200  # the card copy is learned between ~150 and ~300 steps
+  c.warm_start_steps = 400  # the card copy into the answer is learned between ~150 and ~400 steps
   c.warm_start_learning_rate = 3e-3
   c.eval_every = 10
   c.eval_games = 64

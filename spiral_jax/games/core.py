@@ -130,7 +130,7 @@ class Game(abc.ABC):
     """The observation text for ``seat`` of one unbatched state, in TextArena's wording."""
 
   def summary(self, state: State, seat: int) -> str:
-    """A short first-person line of what ``seat`` knows now, e.g. ``"I have K; the opponent bet."``.
+    """A short first-person line of what ``seat`` knows now, e.g. ``"The opponent bet; I have K"``.
 
     Scripted responses (``rl/sft``) write it before their boxed move, as an LLM restates its
     observation before it decides; empty where a game has none.

@@ -226,15 +226,16 @@ class KuhnPoker(core.Game):
     return "".join("\n" + message for message in messages)
 
   def summary(self, state: KuhnState, seat: int) -> str:
-    """``"I have J."``, ``"I have Q; the opponent checked."``, ``"I have K; the opponent bet."``:
-    the seat's card this round and the opponent's last move in it, if any."""
+    """``"I have J"``, ``"The opponent checked; I have Q"``, ``"The opponent bet; I have K"``: the
+    opponent's last move this round, if any, then the seat's card, last, so that in a scripted
+    response (``I have K \\boxed{[bet]}``) the card is the token right before the move."""
     s = _host(state)
     r = min(int(s.round), self.rounds - 1)
     line = f"I have {RANKS[int(s.cards[r, seat])]}"
     moves = [int(a) for a in s.round_moves[r] if a != core.INVALID]
     if moves:
-      line += "; the opponent " + ("bet" if moves[-1] == BET else "checked")
-    return line + "."
+      line = f"The opponent {'bet' if moves[-1] == BET else 'checked'}; {line}"
+    return line
 
   def info_state(self, state: KuhnState, seat: int) -> str:
     """OpenSpiel's ``kuhn_poker`` information-state string of ``seat`` (single-round games).

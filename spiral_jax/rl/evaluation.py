@@ -104,7 +104,7 @@ def kuhn_exploitability(game, policy, tokenizer, template: str = "qwen",
   """The exact exploitability of the policy in single-round Kuhn Poker (``eval/kuhn_exact``).
 
   The policy's move at each of the 12 information sets is read from the log-probs of the scripted
-  answer up to the move word (``I have J; the opponent bet. \\boxed{[call``, see
+  answer up to the move word (``The opponent bet; I have J \\boxed{[call``, see
   ``sft.response_text``) for each legal move, normalised: the decision itself, given the format
   the warm-start taught, whatever the model writes after the move word (a response that goes on to
   close the box parses to that move). ``invalid_mass_mean`` reports the mass outside those

@@ -79,7 +79,7 @@ def explanation(game: core.Game, state: core.State, seat: int, action: int) -> s
 def response_text(game: core.Game, action: int, state: core.State | None = None,
                   seat: int | None = None) -> str:
   """A scripted response: the ``explanation`` (when a state is given), then the move's text in a
-  box, e.g. ``I have K; the opponent bet. \\boxed{[call]}``.
+  box, e.g. ``The opponent bet; I have K \\boxed{[call]}``.
 
   Restating the private card (the free cells, the values) right before the move puts it next to
   the decision, where a tiny model can learn to use it; an LLM does the same in its reasoning.

@@ -42,7 +42,9 @@ def build_tokenizer(cfg: config_lib.TrainConfig, workdir: str) -> tokenizer_lib.
   tok = None
   if multihost.is_chief() and not os.path.isdir(folder):  # the chief trains it, all load it
     texts = sft.game_corpus([spec.make() for spec in cfg.games], cfg.template, seed=cfg.seed)
-    tok = tokenizer_lib.train_sentencepiece(texts, cfg.vocab_size, seed=cfg.seed)
+    tok = tokenizer_lib.train_sentencepiece(
+        texts, cfg.vocab_size, seed=cfg.seed,
+        user_defined_symbols=tokenizer_lib.CHAT_SPECIAL_TOKENS + (tokenizer_lib.ANSWER_BOX_TOKEN,))
     tok.save(folder)
   multihost.barrier("spiral_jax:tokenizer")
   return tok if tok is not None else tokenizer_lib.load_tokenizer(folder)

@@ -34,6 +34,9 @@ import tokenizers
 from sentencepiece import sentencepiece_model_pb2
 
 CHAT_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+# One piece for the answer box's opening, space included ("\u2581" is SentencePiece's space): in a
+# scripted answer the token before the move is then the last word of the explanation (the card).
+ANSWER_BOX_TOKEN = "\u2581\\boxed{["
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>")  # chat turn terminators, in order of preference
 END_OF_TEXT_TOKENS = ("<|endoftext|>", "<|end_of_text|>")  # document terminators
 OTHER_STOP_TOKENS = ("<|eom_id|>",)  # Llama 3.1 ends a tool-call message with it

@@ -99,3 +99,39 @@ def test_llama3_rope_scaling_changes_only_low_frequencies():
   wavelength = 2 * np.pi / plain
   np.testing.assert_array_equal(scaled[wavelength < 8192 / 4], plain[wavelength < 8192 / 4])
   np.testing.assert_allclose(scaled[wavelength > 8192], plain[wavelength > 8192] / 8, rtol=1e-6)
+
+
+def _dots(jaxpr) -> list:
+  """Every dot_general equation of a jaxpr, nested jaxprs (jit, checkpoint, scan) included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      found.append(eqn)
+    for value in eqn.params.values():
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(sub, "jaxpr", sub)
+        if hasattr(inner, "eqns"):
+          found += _dots(inner)
+  return found
+
+
+def test_weight_products_are_2d_dots_forward_and_backward(policy):
+  """Every dot without batch dimensions (the Linear layers, the vocabulary projection, and their
+  gradients) multiplies 2-D operands: XLA:CPU runs the backward of a [B, T, d] dot ~2x slower."""
+  tokens = jnp.ones((2, 6), jnp.int32)
+  mask = jnp.ones((2, 6), bool)
+
+  def loss(params):
+    return transformer.token_logprobs(policy.graphdef, params, tokens, mask).sum()
+
+  dots = _dots(jax.make_jaxpr(jax.grad(loss))(policy.params).jaxpr)
+  weight_dots = [e for e in dots if not e.params["dimension_numbers"][1][0]]
+  # 2 layers x 7 projections forward, 2 per projection backward, and the vocabulary head
+  assert len(weight_dots) >= 3 * 2 * 7
+  ranks = {tuple(v.aval.ndim for v in e.invars) for e in weight_dots}
+  assert ranks == {(2, 2)}, ranks
+  # and the flattening changes nothing: one Linear equals the 3-D product
+  x = jax.random.normal(jax.random.key(1), (2, 5, 32))
+  kernel = jax.random.normal(jax.random.key(2), (32, 7))
+  np.testing.assert_allclose(transformer.dense(x, kernel, jnp.float32),
+                             jnp.einsum("btd,do->bto", x, kernel), rtol=1e-5, atol=1e-5)

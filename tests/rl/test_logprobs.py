@@ -72,3 +72,33 @@ def test_common_prefix_keeps_a_prompt_token_in_every_row():
   batch = batching.train_batch(same, [], response_len=2, pad_id=0)
   assert batch.prefix_mask.sum() == 36  # one prompt token stays with every row
   assert batch.loss_mask[:, 0].sum() == 0 and batch.loss_mask.sum() == 6
+
+
+def test_two_d_head_equals_log_softmax_and_entropy_has_no_gradient():
+  """``logit[target] - logsumexp`` gives log_softmax's values and gradients; the entropy (a
+  logged metric) equals -sum p log p and contributes no gradient to the parameters."""
+  logits = 3.0 * jax.random.normal(jax.random.key(0), (3, 5, 64))
+  targets = jax.random.randint(jax.random.key(1), (3, 5), 0, 64)
+  weights = jax.random.normal(jax.random.key(2), (3, 5))
+
+  def old(x):
+    logp_all = jax.nn.log_softmax(x, axis=-1)
+    picked = jnp.take_along_axis(logp_all, targets[..., None], axis=-1)[..., 0]
+    return picked, -(jnp.exp(logp_all) * logp_all).sum(-1)
+
+  (got, got_h), (want, want_h) = logprobs._picked_and_entropy(logits, targets), old(logits)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-5)
+  np.testing.assert_allclose(got_h, want_h, rtol=1e-6, atol=1e-5)
+  grad_new = jax.grad(lambda x: (logprobs._picked_and_entropy(x, targets)[0] * weights).sum())
+  grad_old = jax.grad(lambda x: (old(x)[0] * weights).sum())
+  np.testing.assert_allclose(grad_new(logits), grad_old(logits), rtol=1e-5, atol=1e-6)
+
+  graphdef, params = transformer.create(CONFIG, jax.random.key(0))
+  batch = batching.train_batch(_moves(jax.random.key(1)), [], response_len=4, pad_id=0)
+  args = [jnp.asarray(x) for x in (batch.prefix, batch.prefix_mask, batch.row_prefix,
+                                   batch.tokens, batch.input_mask)]
+  fn = logprobs.make_logprob_fn(graphdef)
+  entropy_grad = jax.jit(jax.grad(lambda p: fn(p, *args)[1].sum()))(params)
+  assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(entropy_grad))
+  logp_grad = jax.jit(jax.grad(lambda p: fn(p, *args)[0].sum()))(params)
+  assert any(np.any(np.asarray(g)) for g in jax.tree.leaves(logp_grad))
