@@ -173,17 +173,21 @@ def learner_activation_bytes(model: ModelConfig, rows: int, tokens: int,
   """One device's peak activations for a learner micro-batch of ``rows`` x ``tokens``.
 
   When the backward pass starts every layer's saved tensors are live (with per-layer remat: each
-  layer's input and one layer's tensors), plus the larger of the vocabulary head's four float32
-  [T, V] arrays (logits, log-probs, the entropy's probabilities, the gradient: ``rl/logprobs.py``
-  does not chunk the vocabulary) and one layer's attention gradients (two float32 [heads, T, T]).
+  layer's input and one layer's tensors), plus the vocabulary head's two float32 [T, V] arrays
+  (logits and their gradient: ``rl/logprobs.py`` does not chunk the vocabulary, and its entropy
+  carries no gradient) and one layer's attention-probability gradient (one float32 [heads, T, T]:
+  the softmax backward reuses its buffer). Calibrated against XLA's ``memory_analysis`` on CPU
+  after the learner's dots became 2-D (``tests/parallel/test_memory_plan.py``): the head's arrays
+  stay live through the layers' backward (the tied embedding's gradient is summed at the end),
+  so they add to the attention gradient instead of alternating with it.
   """
   c = np.dtype(compute).itemsize
   layer = layer_saved_bytes(model, tokens, mesh, compute)
   inputs = c * model.d_model * tokens
   stored = layer + (model.num_layers - 1) * (inputs if remat else layer)
-  head = 4 * F32 * tokens * _vocab(model, mesh)
-  attention_grads = 2 * F32 * _heads(model, mesh)[0] * tokens * tokens
-  return _rows(rows, mesh) * (stored + max(head, attention_grads) + 2 * inputs)
+  head = 2 * F32 * tokens * _vocab(model, mesh)
+  attention_grad = F32 * _heads(model, mesh)[0] * tokens * tokens
+  return _rows(rows, mesh) * (stored + head + attention_grad + 2 * inputs)
 
 
 def prefill_bytes(model: ModelConfig, rows: int, prompt: int, slots: int,
