@@ -1,7 +1,7 @@
 """The benchmark model and analytic counts of the FLOPs and bytes our code executes on it.
 
-``TINY_QWEN3`` is ``benchmarks/sampler.py``'s tiny Qwen3 (a test checks they stay equal), kept
-here so the learner and scaling benchmarks need neither torch nor transformers.
+``TINY_QWEN3`` is the benchmarks' one tiny Qwen3 (``sampler.py`` builds it with transformers),
+kept here so the learner and scaling benchmarks need neither torch nor transformers.
 
 Counts follow the implementation, not an idealised model: matmuls are 2 FLOPs per multiply-add;
 attention multiplies every query by every key slot it is given (the mask is applied after, so no

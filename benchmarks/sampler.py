@@ -29,12 +29,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
+from _models import TINY_QWEN3  # noqa: E402  (the benchmarks' one tiny Qwen3)
 from spiral_jax.model import Policy  # noqa: E402
 from spiral_jax.sampling import generate  # noqa: E402
-
-TINY_QWEN3 = dict(vocab_size=8192, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=64, intermediate_size=1024,
-                  tie_word_embeddings=True, rope_theta=1e6, max_position_embeddings=4096)
 
 
 def build_checkpoint(folder: str) -> transformers.PreTrainedModel:
