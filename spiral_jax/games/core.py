@@ -83,6 +83,9 @@ class Game(abc.ABC):
   id: ClassVar[str]
   num_actions: ClassVar[int]
   max_moves: ClassVar[int]  # an upper bound on moves per game, the length of ``State.history``
+  # Strings of the game's texts that a tokenizer trained on them (``trainer.build_tokenizer``)
+  # keeps whole, one id each ("\u2581" is SentencePiece's space).
+  tokenizer_pieces: ClassVar[tuple[str, ...]] = ()
 
   def __init__(self, forfeit: Forfeit = TRAIN_FORFEIT):
     self.forfeit = forfeit

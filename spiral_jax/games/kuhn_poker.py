@@ -106,6 +106,12 @@ class KuhnPoker(core.Game):
 
   id = "KuhnPoker-v1"
   num_actions = 4
+  # For a small model trained from scratch: the prompt's card ("Your card is: 'K'") follows a
+  # marker found nowhere else, so one attention head can find it by content; and a scripted answer's
+  # card is one piece with the box that opens the move ("I have K \boxed{["), so the move is read
+  # from a token that is the card itself (measured in the README: a card-dependent policy, where a
+  # separate card token left self-play card-blind).
+  tokenizer_pieces = ("\u2581is:\u2581'",) + tuple(f"\u2581{r}\u2581\\boxed{{[" for r in RANKS)
 
   def __init__(self, forfeit: core.Forfeit = core.TRAIN_FORFEIT, rounds: int = 5):
     super().__init__(forfeit)

@@ -42,9 +42,11 @@ def build_tokenizer(cfg: config_lib.TrainConfig, workdir: str) -> tokenizer_lib.
   tok = None
   if multihost.is_chief() and not os.path.isdir(folder):  # the chief trains it, all load it
     texts = sft.game_corpus([spec.make() for spec in cfg.games], cfg.template, seed=cfg.seed)
+    pieces = [p for spec in cfg.games for p in spec.make().tokenizer_pieces]
     tok = tokenizer_lib.train_sentencepiece(
         texts, cfg.vocab_size, seed=cfg.seed,
-        user_defined_symbols=tokenizer_lib.CHAT_SPECIAL_TOKENS + (tokenizer_lib.ANSWER_BOX_TOKEN,))
+        user_defined_symbols=(tokenizer_lib.CHAT_SPECIAL_TOKENS + (tokenizer_lib.ANSWER_BOX_TOKEN,)
+                              + tuple(dict.fromkeys(pieces))))
     tok.save(folder)
   multihost.barrier("spiral_jax:tokenizer")
   return tok if tok is not None else tokenizer_lib.load_tokenizer(folder)
@@ -416,7 +418,8 @@ def _postfix(m: dict[str, float], games) -> dict[str, str]:
                                f"{m[f'train/{g.id}/seat1_win_rate']:.2f}")
       out[f"{short}:inv"] = f"{m[f'train/{g.id}/invalid_rate']:.2f}"
   out["len"] = f"{m.get('train/response_chars', 0):.0f}"
-  expl = [v for k, v in m.items() if "exploitability" in k]
+  # The sampled estimate is the policy as it plays; the scored one assumes the scripted answer.
+  expl = sorted((not k.endswith("_sampled"), v) for k, v in m.items() if "exploitability" in k)
   if expl:
-    out["expl"] = f"{expl[0]:.3f}"
+    out["expl"] = f"{expl[0][1]:.3f}"
   return out

@@ -97,19 +97,26 @@ def test_sft_needs_steps():
     sft.train_sft(tiny_config(warm_start_steps=0), "/nonexistent/never", progress=False)
 
 
-def test_kuhn_answers_put_the_card_right_before_the_move_in_the_runs_own_tokenizer(tmp_path):
-  # A 2-layer policy learns a card-dependent move within ~100 SFT steps when the card is the
-  # token before the move, and not within 200 when it sat 4 tokens earlier (the README's numbers).
+def test_kuhn_cards_are_one_token_after_a_unique_marker_and_one_piece_with_the_answer_box(tmp_path):
+  # A 2-layer policy trained from scratch: the prompt's card follows a marker found nowhere else
+  # (found by content), and the answer's card and box are one piece, so the move is predicted from
+  # a token that is the card (the README: self-play then learns a card-dependent policy).
   from spiral_jax.rl import evaluation, trainer as trainer_lib
   from spiral_jax.text import tokenizer as tokenizer_lib
   cfg = tiny_config()  # single-round Kuhn Poker
   tok = trainer_lib.build_tokenizer(cfg, str(tmp_path))
   box = tok.encode(tokenizer_lib.ANSWER_BOX_TOKEN.replace("\u2581", " "))
-  assert len(box) == 1, [tok.decode([i]) for i in box]
+  assert len(box) == 1, [tok.decode([i]) for i in box]  # the other games' answers keep it
+  marker = tok.encode(" is: '")
+  assert len(marker) == 1, [tok.decode([i]) for i in marker]
   game = sj.games.make("KuhnPoker-v1", rounds=1)
   for key, info in evaluation.kuhn_infosets(game).items():
+    card = "JQK"[int(key[0])]
+    prompt = tok.encode(info.prompt)
+    assert prompt.count(marker[0]) == 1, key
+    assert tok.decode([prompt[prompt.index(marker[0]) + 1]]) == card, key
     for move in (0, 1) if not key.endswith("b") else (2, 3):
       ids = tok.encode(sft.response_text(game, move, info.state, info.seat))
-      at = ids.index(box[0])
-      assert tok.decode([ids[at - 1]]).strip() == "JQK"[int(key[0])], key
+      (at,) = [i for i, t in enumerate(ids) if tok.decode([t]).endswith("\\boxed{[")]
+      assert tok.decode([ids[at]]) == f" {card} \\boxed{{[", key
       assert tok.decode(ids[at + 1:]) == game.action_text(move)[1:] + "}", key
