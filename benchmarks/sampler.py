@@ -10,8 +10,14 @@ Everything is measured in one run, the two sides interleaved (best of ``--repeat
 ratio holds even on a shared CPU. Our compile time is reported apart: ``compile_s`` is the first
 call minus a warm call. Prints one JSON object.
 
+With ``--tunix_python PATH`` (or ``SPIRAL_TUNIX_PYTHON``), the Python of a virtual environment with
+``google-tunix``, Tunix's JAX sampler is a third side: ``tunix_sampler.py`` runs in that Python
+right after our measurements of each dtype (a separate process, so not interleaved), on Tunix's
+own Qwen3 of the same shape with the same prompts, and each row gains ``tunix_*`` keys and
+``ours_vs_tunix`` (Tunix's seconds over ours).
+
   python benchmarks/sampler.py [--repeats 3] [--shapes 32x64x128,8x256x64]
-                               [--dtypes float32,bfloat16]
+                               [--dtypes float32,bfloat16] [--tunix_python PATH]
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import tempfile
 import time
 
@@ -96,9 +103,44 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
               mode="sampled" if sampled else "greedy",
               ours_tokens_per_s=round(tokens / ours_s, 1),
               transformers_tokens_per_s=round(tokens / theirs_s, 1),
-              speedup=round(theirs_s / ours_s, 2), ours_s=round(ours_s, 4),
+              speedup=round(theirs_s / ours_s, 2),
+              ours_vs_transformers=round(theirs_s / ours_s, 2), ours_s=round(ours_s, 4),
               transformers_s=round(theirs_s, 4), transformers_threads=best_threads,
               compile_s=round(max(first - ours_s, 0.0), 2))
+
+
+SETTING = ("dtype", "batch", "prompt_len", "new_tokens", "mode")
+
+
+def run_tunix(python: str, shapes: str, dtype: str, repeats: int) -> dict:
+  """Runs ``tunix_sampler.py`` with the Tunix environment's ``python``; returns its JSON."""
+  script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tunix_sampler.py")
+  command = [python, script, "--shapes", shapes, "--dtypes", dtype, "--repeats", str(repeats),
+             "--config", json.dumps(TINY_QWEN3)]
+  try:
+    proc = subprocess.run(command, capture_output=True, text=True)
+  except OSError as e:
+    raise SystemExit(f"--tunix_python {python!r} cannot run ({e}); create the environment with "
+                     f"`python3 -m venv DIR && DIR/bin/pip install google-tunix`") from e
+  if proc.returncode != 0:
+    raise SystemExit(f"tunix_sampler.py failed under {python} (exit {proc.returncode}):\n"
+                     f"{proc.stderr[-3000:]}")
+  return json.loads(proc.stdout)
+
+
+def merge_tunix(results: list[dict], tunix_results: list[dict]) -> list[dict]:
+  """Our rows with Tunix's numbers for the same setting beside them, and ``ours_vs_tunix``
+  (Tunix's best seconds over ours: > 1 means ours is faster)."""
+  by_setting = {tuple(r[k] for k in SETTING): r for r in tunix_results}
+  merged = []
+  for row in results:
+    tunix = by_setting.get(tuple(row[k] for k in SETTING))
+    if tunix is None:
+      raise ValueError(f"Tunix has no result for {dict((k, row[k]) for k in SETTING)}")
+    merged.append(dict(row, tunix_tokens_per_s=tunix["tokens_per_s"], tunix_s=tunix["seconds"],
+                       tunix_compile_s=tunix["compile_s"],
+                       ours_vs_tunix=round(tunix["seconds"] / row["ours_s"], 2)))
+  return merged
 
 
 def main() -> None:
@@ -107,9 +149,12 @@ def main() -> None:
   parser.add_argument("--shapes", default="32x64x128,8x256x64",
                       help="comma-separated batch x prompt length x new tokens")
   parser.add_argument("--dtypes", default="float32,bfloat16")
+  parser.add_argument("--tunix_python", default=os.environ.get("SPIRAL_TUNIX_PYTHON", ""),
+                      help="Python of a virtual environment with google-tunix: adds Tunix's "
+                           "sampler (default: $SPIRAL_TUNIX_PYTHON; empty skips Tunix)")
   args = parser.parse_args()
   shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
-  results = []
+  results, tunix_runs = [], []
   with tempfile.TemporaryDirectory() as folder:
     model = build_checkpoint(folder)
     for dtype in args.dtypes.split(","):
@@ -117,13 +162,23 @@ def main() -> None:
       theirs = model.to(getattr(torch, dtype))
       results += [measure(policy, theirs, b, p, n, sampled, args.repeats, dtype)
                   for b, p, n in shapes for sampled in (False, True)]
+      if args.tunix_python:  # right after ours, so both see the machine in a similar state
+        tunix_runs.append(run_tunix(args.tunix_python, args.shapes, dtype, args.repeats))
+  tunix = None
+  if tunix_runs:
+    results = merge_tunix(results, [r for run in tunix_runs for r in run["results"]])
+    tunix = dict(version=tunix_runs[0]["tunix"], jax=tunix_runs[0]["jax"],
+                 flax=tunix_runs[0]["flax"], python=args.tunix_python)
   print(json.dumps(dict(
       benchmark="sampler",
       model="tiny Qwen3 (vocab 8192, d 256, 4 layers, 4/2 heads, head dim 64, MLP 1024, tied)",
       jax=jax.__version__, transformers=transformers.__version__, torch=torch.__version__,
       backend=jax.default_backend(), cpu_count=os.cpu_count(),
       torch_threads=torch.get_num_threads(),
-      machine=platform.machine(), results=results), indent=2))
+      machine=platform.machine(), tunix=tunix,
+      min_ours_vs_transformers=min(r["ours_vs_transformers"] for r in results),
+      min_ours_vs_tunix=min(r["ours_vs_tunix"] for r in results) if tunix else None,
+      results=results), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The benchmark scripts run end-to-end at tiny sizes and print JSON with their documented keys;
-their helpers (analytic FLOPs, GPU spec table, slope fit, exclusive timing) are right."""
+their helpers (analytic FLOPs, GPU spec table, slope fit, exclusive timing, Tunix merge) are
+right."""
 import ast
 import importlib.util
 import json
@@ -175,3 +176,69 @@ def test_missing_gpu_backend_is_a_clear_error():
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
   assert proc.returncode != 0
   assert "--device gpu: JAX has no cuda backend" in proc.stderr
+
+
+def test_sampler_help_offers_tunix():
+  proc = subprocess.run([sys.executable, os.path.join(BENCH, "sampler.py"), "--help"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "--tunix_python" in proc.stdout and "SPIRAL_TUNIX_PYTHON" in proc.stdout
+
+
+def test_tunix_script_reads_the_same_model_and_stops_nowhere():
+  """tunix_sampler.py (run in Tunix's environment, where spiral_jax is absent) reads TINY_QWEN3
+  from _models.py's source; its tokenizer's EOS and pad ids are ids no model can emit."""
+  import tunix_sampler
+  assert tunix_sampler.tiny_qwen3_from_source() == _models.TINY_QWEN3
+  tokenizer = tunix_sampler.IdTokenizer()
+  assert tokenizer.encode(tokenizer.decode([5, 0, 8191])) == [5, 0, 8191]
+  assert tokenizer.eos_id() < 0 and tokenizer.pad_id() < 0 and tokenizer.bos_id() is None
+  tree = ast.parse(open(os.path.join(BENCH, "tunix_sampler.py")).read())
+  imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+              for a in node.names}
+  imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom) and node.module}
+  assert not imported & {"spiral_jax", "torch", "transformers", "_models"}
+
+
+def test_merge_tunix_sets_ratios_beside_ours():
+  import sampler
+  ours = [dict(dtype="float32", batch=2, prompt_len=8, new_tokens=4, mode=mode, ours_s=0.5,
+               ours_vs_transformers=3.0) for mode in ("greedy", "sampled")]
+  tunix = [dict(dtype="float32", batch=2, prompt_len=8, new_tokens=4, mode="sampled",
+                tokens_per_s=8.0, seconds=1.0, compile_s=2.0),
+           dict(dtype="float32", batch=2, prompt_len=8, new_tokens=4, mode="greedy",
+                tokens_per_s=32.0, seconds=0.25, compile_s=1.0)]
+  merged = sampler.merge_tunix(ours, tunix)
+  assert [r["ours_vs_tunix"] for r in merged] == [0.5, 2.0]  # matched by setting, not order
+  assert merged[1]["tunix_tokens_per_s"] == 8.0 and merged[1]["tunix_compile_s"] == 2.0
+  assert all(r["ours_vs_transformers"] == 3.0 for r in merged)  # the old keys stay
+  with pytest.raises(ValueError, match="Tunix has no result"):
+    sampler.merge_tunix(ours, tunix[:1])
+  with pytest.raises(SystemExit, match="google-tunix"):
+    sampler.run_tunix(os.path.join(ROOT, "no", "such", "python"), "2x8x4", "float32", 1)
+
+
+TUNIX_PYTHON = os.environ.get("SPIRAL_TUNIX_PYTHON", "")
+
+
+@pytest.mark.skipif(not os.access(TUNIX_PYTHON, os.X_OK),
+                    reason="no Tunix environment (set SPIRAL_TUNIX_PYTHON to its python)")
+def test_tunix_sampler_smoke():
+  """Tunix's sampler decodes exactly the asked number of tokens on a one-layer Qwen3."""
+  config = dict(_models.TINY_QWEN3, vocab_size=256, hidden_size=64, num_hidden_layers=1,
+                num_attention_heads=2, num_key_value_heads=1, head_dim=32, intermediate_size=128)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip()
+  proc = subprocess.run([TUNIX_PYTHON, os.path.join(BENCH, "tunix_sampler.py"), "--shapes",
+                         "2x8x4", "--dtypes", "float32", "--repeats", "1", "--config",
+                         json.dumps(config)], cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout)
+  assert out["benchmark"] == "tunix_sampler" and out["config"] == config
+  assert [r["mode"] for r in out["results"]] == ["greedy", "sampled"]
+  for r in out["results"]:
+    assert (r["batch"], r["prompt_len"], r["new_tokens"]) == (2, 8, 4)
+    assert _finite_positive(r["tokens_per_s"], r["seconds"])
