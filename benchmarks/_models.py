@@ -82,10 +82,15 @@ def train_step_flops(c: ModelConfig, batch: int, length: int, groups: int = 0, p
   return 3.0 * epochs * learner_forward_flops(c, batch, length, groups, prefix)
 
 
-def sampler_flops(c: ModelConfig, batch: int, prompt: int, new: int, cache: int) -> float:
+def sampler_flops(c: ModelConfig, batch: int, prompt: int, new: int, cache: int,
+                  groups: int = 0, prefix: int = 0) -> float:
   """``sampling.generate``: the prefill over padded prompts (logits for the last position only),
-  then ``new - 1`` decode steps of one token each; every position attends to the whole cache."""
+  then ``new - 1`` decode steps of one token each; every position attends to the whole cache.
+  With ``groups`` shared prefixes of ``prefix`` tokens (``share_prefix``), ``prompt`` is the
+  rows' padded tails and the prefixes run once each, only to fill the cache."""
   prefill = forward_flops(c, batch * prompt, cache, batch)
+  if groups and prefix:
+    prefill += prefix_flops(c, groups * prefix, cache)
   decode = (new - 1) * forward_flops(c, batch, cache, batch)
   return prefill + decode
 

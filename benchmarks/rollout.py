@@ -101,12 +101,15 @@ def instrument(trainer, profiler: Profiler, calls: list[dict], batches: list[dic
   def generate_and_record(policy, prompts, max_new_tokens, **kwargs):
     out = generate(policy, prompts, max_new_tokens, **kwargs)
     if profiler.active:  # the padded shapes generate compiles for (its own bucketing rules)
+      rows = sampler.bucket(len(prompts), kwargs.get("batch_buckets"))
+      layout = sampler.prompt_layout(prompts, rows, 0, kwargs.get("prompt_buckets"),
+                                     kwargs.get("share_prefix", True))
+      shared = layout.prefix is not None
       calls.append(dict(
-          step=profiler.step, rows=len(prompts),
-          padded_rows=sampler.bucket(len(prompts), kwargs.get("batch_buckets")),
-          prompt_tokens=sum(map(len, prompts)),
-          padded_prompt=sampler.bucket(max(map(len, prompts)), kwargs.get("prompt_buckets"),
-                                       minimum=16),
+          step=profiler.step, rows=len(prompts), padded_rows=rows,
+          prompt_tokens=sum(map(len, prompts)), padded_prompt=layout.tokens.shape[1],
+          groups=layout.prefix.shape[0] if shared else 0,
+          prefix=layout.prefix.shape[1] if shared else 0, slots=layout.slots,
           out_len=sampler.bucket(max_new_tokens, minimum=16),
           new_tokens=int(out.lengths.sum()), decode_steps=int(out.lengths.max())))
     return out
@@ -148,10 +151,11 @@ def device_detail(model_cfg, calls: list[dict], batches: list[dict], parts: dict
   from spiral_jax.model import transformer
   mean = lambda key: sum(c[key] for c in calls) / len(calls)
   flops = sum(_models.sampler_flops(model_cfg, c["padded_rows"], c["padded_prompt"],
-                                    c["decode_steps"], c["padded_prompt"] + c["out_len"])
+                                    c["decode_steps"], c["slots"] + c["out_len"], c["groups"],
+                                    c["prefix"])
               for c in calls) / steps
   bytes_moved = sum(_models.sampler_bytes(
-      model_cfg, c["padded_rows"], c["decode_steps"], c["padded_prompt"] + c["out_len"],
+      model_cfg, c["padded_rows"], c["decode_steps"], c["slots"] + c["out_len"],
       model_cfg.jnp_dtype.name, transformer.cache_dtype(model_cfg).name) for c in calls) / steps
   sampler = dict(
       calls_per_step=round(len(calls) / steps, 2), rows_mean=round(mean("rows"), 2),
@@ -159,6 +163,7 @@ def device_detail(model_cfg, calls: list[dict], batches: list[dict], parts: dict
       prompt_tokens_mean=round(sum(c["prompt_tokens"] for c in calls)
                                / sum(c["rows"] for c in calls), 1),
       padded_prompt_mean=round(mean("padded_prompt"), 1),
+      prefix_groups_mean=round(mean("groups"), 2), padded_prefix_mean=round(mean("prefix"), 1),
       decode_steps_mean=round(mean("decode_steps"), 2), out_len=calls[0]["out_len"],
       new_tokens_per_step=round(sum(c["new_tokens"] for c in calls) / steps, 1),
       prefill_s=parts["sampler_prefill"], decode_s=parts["sampler_decode"],

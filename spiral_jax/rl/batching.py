@@ -17,8 +17,9 @@ import numpy as np
 
 from spiral_jax.rl.rollout import FinishedGame, Move
 from spiral_jax.rl.train_step import TrainBatch
+from spiral_jax.sampling import prefixes as prefix_lib
 
-MAX_PREFIX_GROUPS = 8
+MAX_PREFIX_GROUPS = prefix_lib.MAX_GROUPS
 PREFIX_STEP = 32  # prefix lengths pad to a multiple of this
 SUFFIX_STEP = 16  # prompt-tail + response lengths pad to a multiple of this
 
@@ -31,45 +32,18 @@ def bucket(n: int, minimum: int = 16, step: int = 0) -> int:
   return max(minimum, 1 << max(0, (n - 1).bit_length()))
 
 
-def _lcp(rows: Sequence[Sequence[int]]) -> int:
-  """The length of the longest prefix all rows share, leaving each at least one token."""
-  first, n = rows[0], min(len(r) for r in rows) - 1
-  for other in rows[1:]:
-    i = 0
-    while i < n and other[i] == first[i]:
-      i += 1
-    n = i
-  return max(n, 0)
-
-
-def _padded_cost(groups: list[list[int]], prompts, extra: Sequence[int]) -> int:
-  lcps = [_lcp([prompts[i] for i in g]) for g in groups]
-  p = bucket(max(lcps), minimum=0, step=PREFIX_STEP)
-  tail = max(len(prompts[i]) - lcp + extra[i] for g, lcp in zip(groups, lcps) for i in g)
+def _padded_cost(groups: list[list[int]], shared: list[int], prompts,
+                 extra: Sequence[int]) -> int:
+  p = bucket(max(shared), minimum=0, step=PREFIX_STEP)
+  tail = max(len(prompts[i]) - lcp + extra[i] for g, lcp in zip(groups, shared) for i in g)
   return bucket(len(groups), minimum=1) * p + len(prompts) * bucket(tail, step=SUFFIX_STEP)
 
 
 def prefix_groups(prompts: Sequence[Sequence[int]], extra: Sequence[int],
                   max_groups: int = MAX_PREFIX_GROUPS) -> list[list[int]]:
   """Row indices grouped by shared prompt prefix; ``extra[i]`` is row i's response length."""
-  groups = [list(range(len(prompts)))]
-  best = _padded_cost(groups, prompts, extra)
-  while True:
-    candidates = []
-    for gi, g in enumerate(groups):
-      at = _lcp([prompts[i] for i in g])
-      split: dict[int, list[int]] = {}
-      for i in g:
-        split.setdefault(prompts[i][at] if at < len(prompts[i]) - 1 else -1, []).append(i)
-      if len(split) > 1 and len(groups) - 1 + len(split) <= max_groups:
-        new = groups[:gi] + list(split.values()) + groups[gi + 1:]
-        candidates.append((_padded_cost(new, prompts, extra), new))
-    if not candidates:
-      return groups
-    cost, new = min(candidates, key=lambda c: c[0])
-    if cost >= best:
-      return groups
-    best, groups = cost, new
+  return prefix_lib.prefix_groups(
+      prompts, lambda groups, shared: _padded_cost(groups, shared, prompts, extra), max_groups)
 
 
 @dataclasses.dataclass
@@ -101,7 +75,7 @@ def _match_groups(prompts: Sequence[Sequence[int]], floor: ShapeFloor,
   if unmatched:
     rows = [prompts[i] for i in unmatched]
     for g in prefix_groups(rows, [response_len] * len(rows)):
-      lcp = _lcp([rows[i] for i in g])
+      lcp = prefix_lib.shared_length([rows[i] for i in g])
       floor.prefixes.append([int(t) for t in rows[g[0]][:lcp]])
       for i in g:
         owner[unmatched[i]] = len(floor.prefixes) - 1
@@ -125,7 +99,8 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
   if floor is None:
     floor, room = ShapeFloor(), [len(r) for r in responses]
     groups = prefix_groups(prompts, room)
-    prefixes = [list(prompts[g[0]][:_lcp([prompts[i] for i in g])]) for g in groups]
+    prefixes = [list(prompts[g[0]][:prefix_lib.shared_length([prompts[i] for i in g])])
+                for g in groups]
     owner = [0] * b
     for gi, g in enumerate(groups):
       for i in g:

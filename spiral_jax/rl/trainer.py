@@ -118,7 +118,7 @@ class Trainer:
     # A turn's rows are the running games of every kind: at most a round of each (per shard).
     rows = self.cfg.games_per_round // self.num_shards * len(self.games)
     return dict(max_new_tokens=s.max_new_tokens, temperature=temperature, top_p=top_p,
-                top_k=s.top_k, batch_rows=rows)
+                top_k=s.top_k, batch_rows=rows, share_prefix=s.share_prefix)
 
   # ---- pieces ----
   def sample_fn(self, params, temperature: float, top_p: float) -> rollout.SampleFn:

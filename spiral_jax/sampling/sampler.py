@@ -16,6 +16,10 @@
   decoding (``greedy=True`` or ``temperature=0``) reports ``log_softmax(logits)``.
 * Sampling draws one uniform per row and inverts the CDF of the filtered distribution (two-level,
   see ``inverse_cdf``): exact, and on CPU ~20x cheaper than Gumbel noise over the vocabulary.
+* Prompts that share a prefix (SPIRAL's template and game rules) are grouped by it
+  (``prefixes.prefix_groups``): each group's prefix runs once, every row takes a copy of its
+  group's cache and prefills only its own tail. ``prompt_layout`` uses this when it runs fewer
+  padded prefill tokens than the whole prompts; ``share_prefix=False`` turns it off.
 * With a mesh, the batch is split over the sampling rules' batch axes (``data`` x ``fsdp``) and
   parameters/KV heads over ``tensor`` (``parallel.mesh.SAMPLE_RULES``).
 """
@@ -31,11 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from spiral_jax.model import transformer
 from spiral_jax.model.policy import Policy, left_pad
 from spiral_jax.parallel import mesh as mesh_lib
+from spiral_jax.sampling import prefixes
 
 _TRACES: collections.Counter = collections.Counter()
 _COMPILES = [0]
@@ -258,14 +263,26 @@ def _sampling_model(graphdef: nnx.GraphDef, params: nnx.State) -> tuple[Any, jax
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "static"))
 def _prefill(graphdef, params, prompt, prompt_mask, row_valid, stop_ids, pad_id, temperature,
-             top_p, key, *, static: _Static) -> SamplerState:
-  """Runs the prompts i32[B, P] through the model, filling the cache, and samples token 0."""
+             top_p, key, prefix=None, prefix_mask=None, row_prefix=None, *,
+             static: _Static) -> SamplerState:
+  """Runs the prompts i32[B, P] through the model, filling the cache, and samples token 0.
+
+  With ``prefix`` i32[G, Q] (left-padded, ``prefix_mask``), ``prompt`` holds the rows' tails: each
+  group's prefix runs once, row b gets group ``row_prefix[b]``'s cache, and its tail continues it.
+  """
   _TRACES["prefill"] += 1
   model, unembedding = _sampling_model(graphdef, params)
   batch = prompt.shape[0]
-  cache = transformer.init_cache(model.config, batch, static.cache_len)
-  cache = _constrain_cache(cache, static)
   positions = transformer.positions_from_mask(prompt_mask)
+  if prefix is None:
+    cache = transformer.init_cache(model.config, batch, static.cache_len)
+  else:
+    cache = transformer.init_cache(model.config, prefix.shape[0], static.cache_len)
+    _, cache = model(prefix, transformer.positions_from_mask(prefix_mask), prefix_mask, cache)
+    cache = jax.tree.map(lambda x: x[row_prefix] if x.ndim else x, cache)
+    shared = jnp.sum(prefix_mask, axis=-1, dtype=jnp.int32)[row_prefix]
+    positions = positions + shared[:, None]
+  cache = _constrain_cache(cache, static)
   hidden, cache = model(prompt, positions, prompt_mask, cache)
   logits = model.logits(hidden[:, -1], unembedding)
   tokens, logprobs = sample_logits(logits, jax.random.fold_in(key, 0), temperature, top_p,
@@ -350,17 +367,80 @@ def _stop_array(policy: Policy, stop_ids: Sequence[int] | None) -> np.ndarray:
   return np.array(stops + [-1] * (size - len(stops)), np.int32)
 
 
+@dataclasses.dataclass(frozen=True)
+class PromptLayout:
+  """How a batch of prompts enters the KV cache (host arrays).
+
+  Without sharing: ``tokens``/``mask`` i32/bool[B, P] are the whole prompts, left-padded. With a
+  shared prefix: ``prefix``/``prefix_mask`` i32/bool[G, Q] hold each group's prefix (left-padded,
+  run once per group), ``row_prefix`` i32[B] each row's group, and ``tokens``/``mask`` only the
+  rows' tails (left-padded). ``slots``: cache slots the prompts take (Q + P)."""
+  tokens: np.ndarray
+  mask: np.ndarray
+  prefix: np.ndarray | None = None
+  prefix_mask: np.ndarray | None = None
+  row_prefix: np.ndarray | None = None
+
+  @property
+  def slots(self) -> int:
+    return self.tokens.shape[1] + (0 if self.prefix is None else self.prefix.shape[1])
+
+  @property
+  def prefill_tokens(self) -> int:
+    """Padded token positions the prefill runs (its cost)."""
+    return self.tokens.size + (0 if self.prefix is None else self.prefix.size)
+
+
+def prompt_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
+                  prompt_buckets: Sequence[int] | None = None,
+                  share_prefix: bool = True) -> PromptLayout:
+  """Pads ``rows`` (token ids) to ``batch`` rows; with ``share_prefix``, groups them by shared
+  prefix (``prefixes.prefix_groups``) when that runs fewer padded prefill tokens than the whole
+  prompts do. Every padded length is a bucket of ``prompt_buckets`` (default: powers of two)."""
+  def length(n: int) -> int:
+    return bucket(n, prompt_buckets, minimum=16)
+
+  padding = [[pad_id]] * (batch - len(rows))
+  whole = PromptLayout(*left_pad(list(rows) + padding, pad_id, length(max(map(len, rows)))))
+  whole.mask[len(rows):] = False
+  if not share_prefix:
+    return whole
+
+  def cost(groups: list[list[int]], shared: list[int]) -> int:
+    tail = max(len(rows[i]) - n for g, n in zip(groups, shared) for i in g)
+    return bucket(len(groups)) * length(max(shared)) + batch * length(tail)
+
+  groups = prefixes.prefix_groups(rows, cost)
+  shared = [prefixes.shared_length([rows[i] for i in g]) for g in groups]
+  if cost(groups, shared) >= whole.prefill_tokens:
+    return whole
+  prefix, prefix_mask = left_pad([rows[g[0]][:n] for g, n in zip(groups, shared)]
+                                 + [[]] * (bucket(len(groups)) - len(groups)), pad_id,
+                                 length(max(shared)))
+  row_prefix = np.zeros(batch, np.int32)
+  tails = [[]] * len(rows)
+  for gi, (g, n) in enumerate(zip(groups, shared)):
+    for i in g:
+      row_prefix[i], tails[i] = gi, rows[i][n:]
+  tokens, mask = left_pad(tails + padding, pad_id, length(max(map(len, tails))))
+  mask[len(rows):] = False
+  return PromptLayout(tokens, mask, prefix, prefix_mask, row_prefix)
+
+
 def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
              max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
              greedy: bool = False, seed: int = 0, stop_ids: Sequence[int] | None = None,
              mesh: Mesh | None = None, rules: mesh_lib.Rules = mesh_lib.SAMPLE_RULES,
              prompt_buckets: Sequence[int] | None = None,
-             batch_buckets: Sequence[int] | None = None) -> SampleOutput:
+             batch_buckets: Sequence[int] | None = None,
+             share_prefix: bool = True) -> SampleOutput:
   """Samples up to ``max_new_tokens`` tokens for each prompt (see the module docstring).
 
   prompts: strings (encoded with the policy's tokenizer, no template applied) or token-id lists.
   temperature 0 means greedy. ``stop_ids`` default: the tokenizer's EOS and stop ids (none
-  without a tokenizer). ``mesh`` default: the policy's mesh, else one device.
+  without a tokenizer). ``mesh`` default: the policy's mesh, else one device. ``share_prefix``:
+  run prompts' shared prefixes once (see the module docstring; the results are the same up to
+  float rounding).
   """
   if max_new_tokens < 1:
     raise ValueError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -379,28 +459,32 @@ def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
   mesh = mesh or policy.mesh
   divisor = 1 if mesh is None else mesh_lib.batch_divisor(mesh, rules)
   batch = bucket(len(rows), batch_buckets, multiple_of=divisor)
-  prompt_len = bucket(longest, prompt_buckets, minimum=16)
   out_len = bucket(max_new_tokens, minimum=16)
   pad_id = policy.pad_id
-  tokens, mask = left_pad(rows + [[pad_id]] * (batch - len(rows)), pad_id, prompt_len)
-  mask[len(rows):] = False
+  layout = prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix)
   row_valid = np.arange(batch) < len(rows)
   static = _Static(greedy=greedy, top_k=int(top_k), use_top_p=top_p < 1.0, out_len=out_len,
-                   cache_len=prompt_len + out_len, mesh=mesh, rules=rules)
+                   cache_len=layout.slots + out_len, mesh=mesh, rules=rules)
   params = policy.params
-  inputs = (tokens, mask, row_valid)
+  inputs = (layout.tokens, layout.mask, row_valid)
+  shared = {}
+  if layout.prefix is not None:
+    shared = dict(prefix=layout.prefix, prefix_mask=layout.prefix_mask,
+                  row_prefix=layout.row_prefix)
   if mesh is not None:
     params = mesh_lib.shard_params(params, mesh, rules)
     # from the global host arrays every process holds: each process fills its own shards
-    inputs = tuple(jax.make_array_from_callback(
-        x.shape, NamedSharding(mesh, mesh_lib.batch_spec(rules, x.ndim)), lambda i, x=x: x[i])
-                   for x in inputs)
+    def put(x, spec):
+      return jax.make_array_from_callback(x.shape, NamedSharding(mesh, spec), lambda i: x[i])
+    inputs = tuple(put(x, mesh_lib.batch_spec(rules, x.ndim)) for x in inputs)
+    shared = {name: put(x, mesh_lib.batch_spec(rules, 1) if name == "row_prefix" else P())
+              for name, x in shared.items()}  # prefixes are few: every device holds them
   scalars = dict(stop_ids=jnp.asarray(_stop_array(policy, stop_ids)),
                  pad_id=jnp.asarray(pad_id, jnp.int32),
                  temperature=jnp.asarray(temperature if not greedy else 1.0, jnp.float32),
                  top_p=jnp.asarray(top_p, jnp.float32))
   state = _prefill(policy.graphdef, params, *inputs, key=jax.random.key(seed), static=static,
-                   **scalars)
+                   **scalars, **shared)
   state = _decode(policy.graphdef, params, state,
                   max_new_tokens=jnp.asarray(max_new_tokens, jnp.int32), static=static, **scalars)
   out_tokens, logprobs, stopped, lengths = (

@@ -1,0 +1,55 @@
+"""Prompts grouped by shared prefix, so each group's prefix runs through the model once.
+
+SPIRAL prompts repeat a chat template and the game's rules; only a tail (seat, cards, history)
+differs. The sampler's prefill (``sampler.generate``) and the learner's log-prob pass
+(``rl/logprobs.py``, grouped by ``rl/batching.py``) both run each group's prefix once into a KV
+cache, give every row its group's cache, and then run only the rows' own tails.
+
+  groups = prefix_groups(prompts, cost)   # [[row, ...], ...], each with a shared prefix
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+MAX_GROUPS = 8
+
+# cost(groups, shared): padded tokens of a grouping; shared[g] is group g's prefix length
+Cost = Callable[[list[list[int]], list[int]], float]
+
+
+def shared_length(rows: Sequence[Sequence[int]]) -> int:
+  """The length of the longest prefix all rows share, leaving each at least one token."""
+  first, n = rows[0], min(len(r) for r in rows) - 1
+  for other in rows[1:]:
+    i = 0
+    while i < n and other[i] == first[i]:
+      i += 1
+    n = i
+  return max(n, 0)
+
+
+def prefix_groups(prompts: Sequence[Sequence[int]], cost: Cost,
+                  max_groups: int = MAX_GROUPS) -> list[list[int]]:
+  """Row indices grouped by shared prefix: starting from one group, the split (of one group by
+  the token after its shared prefix) that lowers ``cost`` most is taken, while one does."""
+  groups = [list(range(len(prompts)))]
+  shared = [shared_length(prompts)]
+  best = cost(groups, shared)
+  while True:
+    candidates = []
+    for gi, (g, at) in enumerate(zip(groups, shared)):
+      split: dict[int, list[int]] = {}
+      for i in g:
+        split.setdefault(prompts[i][at] if at < len(prompts[i]) - 1 else -1, []).append(i)
+      if len(split) > 1 and len(groups) - 1 + len(split) <= max_groups:
+        parts = list(split.values())
+        new = groups[:gi] + parts + groups[gi + 1:]
+        new_shared = (shared[:gi] + [shared_length([prompts[i] for i in p]) for p in parts]
+                      + shared[gi + 1:])
+        candidates.append((cost(new, new_shared), new, new_shared))
+    if not candidates:
+      return groups
+    value, new, new_shared = min(candidates, key=lambda c: c[0])
+    if value >= best:
+      return groups
+    best, groups, shared = value, new, new_shared
