@@ -103,7 +103,7 @@ def instrument(trainer, profiler: Profiler, calls: list[dict], batches: list[dic
     if profiler.active:  # the padded shapes generate compiles for (its own bucketing rules)
       rows = sampler.bucket(len(prompts), kwargs.get("batch_buckets"))
       layout = sampler.prompt_layout(prompts, rows, 0, kwargs.get("prompt_buckets"),
-                                     kwargs.get("share_prefix", True))
+                                     kwargs.get("share_prefix", True), kwargs.get("prefix_table"))
       shared = layout.prefix is not None
       calls.append(dict(
           step=profiler.step, rows=len(prompts), padded_rows=rows,

@@ -35,7 +35,7 @@ def get_config():
   c.filter_zero_advantage = True
   # Responses ("The opponent bet; I have K \boxed{[call]}") take at most 16 tokens.
   c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=24, temperature=1.0, top_p=1.0,
-                                              top_k=0, share_prefix=False))
+                                              top_k=0, share_prefix=True))
   # Responses are a few tokens, so the Dr.GRPO constant is the response budget, not 4096.
   # kl_beta 0.15 (the paper's 0): without it a move whose probability reaches ~0.01 is no longer
   # sampled, and the tiny policy stalls near exploitability 0.17 (never betting K, answering off

@@ -59,10 +59,10 @@ class SamplingConfig:
   temperature: float = 1.0
   top_p: float = 1.0
   top_k: int = 0
-  # run the prompts' shared prefixes once per sampler call (``sampling.generate``): the prefill
-  # of a turn costs ~1/4 on SPIRAL prompts, but its shapes follow the prefix groups, so a
-  # grouping first seen late in a run compiles then (off: one prompt width, steady shapes)
-  share_prefix: bool = False
+  # run the prompts' shared prefixes (template, rules) once per sampler call, with the learner
+  # floor's prefixes and sizes (``Trainer.prefix_table``): same samples up to float rounding, a
+  # fraction of the prefill; off: whole prompts, padded to a power of two
+  share_prefix: bool = True
 
   def __post_init__(self):
     if self.max_new_tokens < 1:

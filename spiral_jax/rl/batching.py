@@ -57,20 +57,11 @@ class ShapeFloor:
   prefixes: list[list[int]] = dataclasses.field(default_factory=list, repr=False)
 
 
-def _longest_match(prompt: Sequence[int], prefixes: Sequence[Sequence[int]]) -> int:
-  """The index of the longest prefix ``prompt`` starts with, leaving it a token; -1 if none."""
-  best, best_len = -1, -1
-  for j, p in enumerate(prefixes):
-    if best_len < len(p) < len(prompt) and list(prompt[:len(p)]) == p:
-      best, best_len = j, len(p)
-  return best
-
-
 def _match_groups(prompts: Sequence[Sequence[int]], floor: ShapeFloor,
                   response_len: int) -> list[int]:
   """Each row's entry in ``floor.prefixes``; rows that match none are grouped greedily and their
   groups' prefixes appended (sized with full responses, as every row is padded for one)."""
-  owner = [_longest_match(p, floor.prefixes) for p in prompts]
+  owner = [prefix_lib.longest_match(p, floor.prefixes) for p in prompts]
   unmatched = [i for i, j in enumerate(owner) if j < 0]
   if unmatched:
     rows = [prompts[i] for i in unmatched]
@@ -143,6 +134,17 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
       sample_seat=np.array([m.seat for m in moves], np.int32),
       sample_valid=np.ones(b, bool), game_kind=game_kind, game_returns=game_returns,
       game_valid=game_valid)
+
+
+def prefix_table(floor: ShapeFloor, response_len: int) -> prefix_lib.PrefixTable | None:
+  """The sampler's fixed prefixes and sizes for prompts that fit ``floor``: its prefixes, group
+  count and prefix length, with tails padded for the prompt alone (a floor tail holds a prompt
+  tail and a ``response_len`` response). None when the floor shares no prefix."""
+  if not floor.prefix or not any(floor.prefixes):
+    return None
+  return prefix_lib.PrefixTable(prefixes=tuple(tuple(p) for p in floor.prefixes),
+                                groups=floor.groups, prefix_len=floor.prefix,
+                                tail_len=floor.length - response_len)
 
 
 def floor_for(moves: Sequence[Move], response_len: int, max_games: int) -> ShapeFloor:

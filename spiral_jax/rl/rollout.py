@@ -38,7 +38,7 @@ import numpy as np
 
 from spiral_jax.games import core
 from spiral_jax.games.experts import Player
-from spiral_jax.sampling import sampler
+from spiral_jax.sampling import prefixes, sampler
 from spiral_jax.text import templates
 
 # (prompt ids per row, seed) -> (response texts, response ids per row, truncated flags)
@@ -67,14 +67,16 @@ Agent = Player | TextAgent
 
 def policy_sample_fn(policy, *, max_new_tokens: int, temperature: float = 1.0,
                      top_p: float = 1.0, top_k: int = 0, batch_rows: int = 0,
-                     share_prefix: bool = False) -> SampleFn:
+                     share_prefix: bool = False,
+                     prefix_table: prefixes.PrefixTable | None = None) -> SampleFn:
   """A ``SampleFn`` over ``sampling.generate``: response ids keep the stop token, texts drop it.
 
   ``policy`` needs a tokenizer (``policy.replace(tokenizer=tok)``) so the sampler returns texts.
   ``batch_rows``: the most rows a call will have (e.g. games per round x kinds); every call is
   padded to it, so all turns share one compiled sampler however many games are still running.
   0, or a larger call: rows padded to a power of two. ``share_prefix``: run the prompts' shared
-  prefixes once (``sampling.generate``); off by default, as its shapes follow the prefix groups.
+  prefixes once (``sampling.generate``); ``prefix_table`` fixes its prefixes and sizes, so the
+  calls keep one shape (without one, shapes follow each call's prefix groups).
   """
   if policy.tokenizer is None:
     raise ValueError("policy_sample_fn: the policy has no tokenizer; pass "
@@ -84,7 +86,8 @@ def policy_sample_fn(policy, *, max_new_tokens: int, temperature: float = 1.0,
     rows = (batch_rows,) if len(prompts) <= batch_rows else None
     out = sampler.generate(policy, prompts, max_new_tokens=max_new_tokens,
                            temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
-                           batch_buckets=rows, share_prefix=share_prefix)
+                           batch_buckets=rows, share_prefix=share_prefix,
+                           prefix_table=prefix_table)
     return (out.texts, [t[:n].tolist() for t, n in zip(out.tokens, out.lengths)],
             out.truncated.tolist())
 

@@ -31,6 +31,7 @@ from spiral_jax.rl import batching, opponents, rollout, sft
 from spiral_jax.rl.logprobs import make_logprob_fn
 from spiral_jax.rl import train_step as ts
 from spiral_jax.rl import evaluation
+from spiral_jax.sampling import prefixes
 from spiral_jax.text import tokenizer as tokenizer_lib
 
 
@@ -84,6 +85,7 @@ class Trainer:
     self.policy = build_policy(cfg, self.tokenizer, self.mesh)
     self.graphdef = self.policy.graphdef
     self.league = None
+    self.floor: batching.ShapeFloor | None = None  # the learner's shapes, set by ``run``
     if cfg.opponent == "league":
       self.league = opponents.League(os.path.join(workdir, "league"), cfg.league_size,
                                      cfg.league_every)
@@ -108,8 +110,9 @@ class Trainer:
     if c.opponent in ("random", "expert"):
       return opponents.scripted(c.opponent, self.games)
     if c.opponent == "checkpoint":
-      agent = opponents.frozen(c.opponent_path, self.policy, self._sample_kwargs(
-          c.sampling.temperature, c.sampling.top_p))
+      # whole prompts: built before the learner floor that the prefix table comes from
+      agent = opponents.frozen(c.opponent_path, self.policy, dict(self._sample_kwargs(
+          c.sampling.temperature, c.sampling.top_p), share_prefix=False))
       return [agent] * len(self.games)
     return [None] * len(self.games)
 
@@ -118,7 +121,15 @@ class Trainer:
     # A turn's rows are the running games of every kind: at most a round of each (per shard).
     rows = self.cfg.games_per_round // self.num_shards * len(self.games)
     return dict(max_new_tokens=s.max_new_tokens, temperature=temperature, top_p=top_p,
-                top_k=s.top_k, batch_rows=rows, share_prefix=s.share_prefix)
+                top_k=s.top_k, batch_rows=rows, share_prefix=s.share_prefix,
+                prefix_table=self.prefix_table() if s.share_prefix else None)
+
+  def prefix_table(self) -> prefixes.PrefixTable | None:
+    """The sampler's fixed prefixes and sizes, from the learner's floor (decided before the first
+    step, saved with each checkpoint), so self-play's sampler calls share one program."""
+    if self.floor is None:
+      return None
+    return batching.prefix_table(self.floor, self.cfg.sampling.max_new_tokens)
 
   # ---- pieces ----
   def sample_fn(self, params, temperature: float, top_p: float) -> rollout.SampleFn:
@@ -293,7 +304,8 @@ class Trainer:
     bar = tqdm.tqdm(total=c.num_steps, initial=int(state.step), disable=not self.progress,
                     desc="self-play", dynamic_ncols=True)
     bad_steps = 0  # policy steps in a row whose updates were skipped as non-finite
-    floor = self._load_floor(int(state.step))  # learner shapes, fixed before the first step
+    # learner shapes, fixed before the first step; the sampler's prefix table follows them
+    floor = self.floor = self._load_floor(int(state.step))
     stopping = stop.received is not None  # the state here is already on disk
     while int(state.step) < c.num_steps and not stopping:
       t0 = time.perf_counter()

@@ -6,9 +6,13 @@ differs. The sampler's prefill (``sampler.generate``) and the learner's log-prob
 cache, give every row its group's cache, and then run only the rows' own tails.
 
   groups = prefix_groups(prompts, cost)   # [[row, ...], ...], each with a shared prefix
+
+A ``PrefixTable`` fixes the prefixes and padded sizes across calls (a training run's turns), so
+the sampler compiles once; the trainer derives it from the learner's ``batching.ShapeFloor``.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 MAX_GROUPS = 8
@@ -53,3 +57,42 @@ def prefix_groups(prompts: Sequence[Sequence[int]], cost: Cost,
     if value >= best:
       return groups
     best, groups, shared = value, new, new_shared
+
+
+def longest_match(prompt: Sequence[int], prefixes: Sequence[Sequence[int]]) -> int:
+  """The index of the longest prefix ``prompt`` starts with, leaving it a token; -1 if none."""
+  best, best_len = -1, -1
+  for j, p in enumerate(prefixes):
+    if best_len < len(p) < len(prompt) and list(prompt[:len(p)]) == list(p):
+      best, best_len = j, len(p)
+  return best
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefixTable:
+  """Prefixes and padded sizes that a run's sampler calls share, so their shapes never change.
+
+  prefixes: each group's prefix (token ids); groups: padded group count (>= len(prefixes));
+  prefix_len: padded prefix length (>= the longest prefix); tail_len: padded tail length (the
+  prompt after its prefix)."""
+  prefixes: tuple[tuple[int, ...], ...]
+  groups: int
+  prefix_len: int
+  tail_len: int
+
+  def __post_init__(self):
+    if not self.prefixes or self.groups < len(self.prefixes):
+      raise ValueError(f"PrefixTable: groups={self.groups} must be >= the {len(self.prefixes)} "
+                       "prefixes (and there must be at least one)")
+    if self.prefix_len < max(map(len, self.prefixes)) or self.tail_len < 1:
+      raise ValueError(f"PrefixTable: prefix_len={self.prefix_len} must hold the longest prefix "
+                       f"({max(map(len, self.prefixes))}) and tail_len={self.tail_len} be >= 1")
+
+  def assign(self, prompts: Sequence[Sequence[int]]) -> list[int] | None:
+    """Each prompt's prefix (the longest it starts with), or None if a prompt starts with none
+    of them or its tail is longer than ``tail_len`` (the caller then groups the prompts itself)."""
+    owners = [longest_match(p, self.prefixes) for p in prompts]
+    if any(j < 0 or len(p) - len(self.prefixes[j]) > self.tail_len
+           for p, j in zip(prompts, owners)):
+      return None
+    return owners

@@ -19,7 +19,8 @@
 * Prompts that share a prefix (SPIRAL's template and game rules) are grouped by it
   (``prefixes.prefix_groups``): each group's prefix runs once, every row takes a copy of its
   group's cache and prefills only its own tail. ``prompt_layout`` uses this when it runs fewer
-  padded prefill tokens than the whole prompts; ``share_prefix=False`` turns it off.
+  padded prefill tokens than the whole prompts; ``share_prefix=False`` turns it off. A
+  ``prefix_table`` fixes the prefixes and padded sizes, so a run's calls share one program.
 * With a mesh, the batch is split over the sampling rules' batch axes (``data`` x ``fsdp``) and
   parameters/KV heads over ``tensor`` (``parallel.mesh.SAMPLE_RULES``).
 """
@@ -392,19 +393,24 @@ class PromptLayout:
 
 
 def prompt_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
-                  prompt_buckets: Sequence[int] | None = None,
-                  share_prefix: bool = True) -> PromptLayout:
-  """Pads ``rows`` (token ids) to ``batch`` rows; with ``share_prefix``, groups them by shared
-  prefix (``prefixes.prefix_groups``) when that runs fewer padded prefill tokens than the whole
-  prompts do. Every padded length is a bucket of ``prompt_buckets`` (default: powers of two)."""
+                  prompt_buckets: Sequence[int] | None = None, share_prefix: bool = True,
+                  table: prefixes.PrefixTable | None = None) -> PromptLayout:
+  """Pads ``rows`` (token ids) to ``batch`` rows. With ``share_prefix``: the ``table``'s prefixes
+  and sizes when every row fits them (steady shapes), else rows grouped by shared prefix
+  (``prefixes.prefix_groups``) when that runs fewer padded prefill tokens than the whole prompts.
+  Padded lengths not set by the table are buckets of ``prompt_buckets`` (default: powers of 2)."""
   def length(n: int) -> int:
     return bucket(n, prompt_buckets, minimum=16)
 
-  padding = [[pad_id]] * (batch - len(rows))
-  whole = PromptLayout(*left_pad(list(rows) + padding, pad_id, length(max(map(len, rows)))))
+  whole = PromptLayout(*left_pad(list(rows) + [[pad_id]] * (batch - len(rows)), pad_id,
+                                 length(max(map(len, rows)))))
   whole.mask[len(rows):] = False
   if not share_prefix:
     return whole
+  owners = None if table is None else table.assign(rows)
+  if owners is not None:
+    return _shared_layout(rows, batch, pad_id, [list(p) for p in table.prefixes], owners,
+                          table.groups, table.prefix_len, table.tail_len)
 
   def cost(groups: list[list[int]], shared: list[int]) -> int:
     tail = max(len(rows[i]) - n for g, n in zip(groups, shared) for i in g)
@@ -414,16 +420,25 @@ def prompt_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
   shared = [prefixes.shared_length([rows[i] for i in g]) for g in groups]
   if cost(groups, shared) >= whole.prefill_tokens:
     return whole
-  prefix, prefix_mask = left_pad([rows[g[0]][:n] for g, n in zip(groups, shared)]
-                                 + [[]] * (bucket(len(groups)) - len(groups)), pad_id,
-                                 length(max(shared)))
-  row_prefix = np.zeros(batch, np.int32)
-  tails = [[]] * len(rows)
-  for gi, (g, n) in enumerate(zip(groups, shared)):
+  owners = [0] * len(rows)
+  for gi, g in enumerate(groups):
     for i in g:
-      row_prefix[i], tails[i] = gi, rows[i][n:]
-  tokens, mask = left_pad(tails + padding, pad_id, length(max(map(len, tails))))
+      owners[i] = gi
+  tail = max(len(row) - shared[j] for row, j in zip(rows, owners))
+  return _shared_layout(rows, batch, pad_id, [list(rows[g[0]][:n]) for g, n in zip(groups, shared)],
+                        owners, bucket(len(groups)), length(max(shared)), length(tail))
+
+
+def _shared_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
+                   heads: list[list[int]], owners: list[int], groups: int, prefix_len: int,
+                   tail_len: int) -> PromptLayout:
+  """Row i continues ``heads[owners[i]]``; ``groups`` prefix rows (empty past the heads)."""
+  prefix, prefix_mask = left_pad(heads + [[]] * (groups - len(heads)), pad_id, prefix_len)
+  tails = [list(row[len(heads[j]):]) for row, j in zip(rows, owners)]
+  tokens, mask = left_pad(tails + [[pad_id]] * (batch - len(rows)), pad_id, tail_len)
   mask[len(rows):] = False
+  row_prefix = np.zeros(batch, np.int32)
+  row_prefix[:len(rows)] = owners
   return PromptLayout(tokens, mask, prefix, prefix_mask, row_prefix)
 
 
@@ -433,14 +448,15 @@ def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
              mesh: Mesh | None = None, rules: mesh_lib.Rules = mesh_lib.SAMPLE_RULES,
              prompt_buckets: Sequence[int] | None = None,
              batch_buckets: Sequence[int] | None = None,
-             share_prefix: bool = True) -> SampleOutput:
+             share_prefix: bool = True,
+             prefix_table: prefixes.PrefixTable | None = None) -> SampleOutput:
   """Samples up to ``max_new_tokens`` tokens for each prompt (see the module docstring).
 
   prompts: strings (encoded with the policy's tokenizer, no template applied) or token-id lists.
   temperature 0 means greedy. ``stop_ids`` default: the tokenizer's EOS and stop ids (none
   without a tokenizer). ``mesh`` default: the policy's mesh, else one device. ``share_prefix``:
   run prompts' shared prefixes once (see the module docstring; the results are the same up to
-  float rounding).
+  float rounding); ``prefix_table`` fixes the prefixes and padded sizes when the prompts fit it.
   """
   if max_new_tokens < 1:
     raise ValueError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -461,7 +477,7 @@ def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
   batch = bucket(len(rows), batch_buckets, multiple_of=divisor)
   out_len = bucket(max_new_tokens, minimum=16)
   pad_id = policy.pad_id
-  layout = prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix)
+  layout = prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix, prefix_table)
   row_valid = np.arange(batch) < len(rows)
   static = _Static(greedy=greedy, top_k=int(top_k), use_top_p=top_p < 1.0, out_len=out_len,
                    cache_len=layout.slots + out_len, mesh=mesh, rules=rules)

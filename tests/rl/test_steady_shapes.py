@@ -4,6 +4,7 @@ import copy
 
 import jax
 import numpy as np
+import pytest
 
 from flax import nnx
 
@@ -83,11 +84,52 @@ def test_sampler_rows_padded_to_batch_rows_share_one_program():
   assert sampler.trace_counts()["prefill"] == traces["prefill"] + 1
 
 
-def test_nothing_compiles_after_the_first_evaluation_and_checkpoint(tmp_path):
+def _joined(layout, i):
+  """Row i's prompt back from a layout: its group's prefix, then its tail, padding dropped."""
+  tail = layout.tokens[i][layout.mask[i]].tolist()
+  if layout.prefix is None:
+    return tail
+  g = layout.row_prefix[i]
+  return layout.prefix[g][layout.prefix_mask[g]].tolist() + tail
+
+
+def test_sampler_prompts_that_fit_the_prefix_table_keep_its_shapes():
+  rng = np.random.default_rng(2)
+  population = _population(rng)
+  floor = batching.floor_for(population, response_len=8, max_games=16)
+  table = batching.prefix_table(floor, response_len=8)
+  assert table.groups == floor.groups and table.prefix_len == floor.prefix
+  assert table.tail_len == floor.length - 8
+  prompts = [m.prompt_ids for m in population]
+  for _ in range(20):  # any turn's rows, as games end and histories grow
+    size = int(rng.choice([1, 3, 8]))
+    drawn = [prompts[i] for i in rng.choice(len(prompts), size, replace=False)]
+    layout = sampler.prompt_layout(drawn, 8, 0, table=table)
+    assert layout.prefix.shape == (table.groups, table.prefix_len)
+    assert layout.tokens.shape == (8, table.tail_len)
+    assert [_joined(layout, i) for i in range(size)] == drawn
+  longer = prompts[0] + [5] * (table.tail_len + 1)  # a tail the table cannot hold
+  assert table.assign([longer]) is None
+  layout = sampler.prompt_layout([longer, prompts[1]], 8, 0, table=table)  # grouped per call
+  assert [_joined(layout, i) for i in range(2)] == [longer, prompts[1]]
+
+
+@pytest.mark.parametrize("share_prefix", [False, True], ids=["whole_prompts", "shared_prefix"])
+def test_nothing_compiles_after_the_first_evaluation_and_checkpoint(tmp_path, share_prefix):
   c = tiny_config_file.get_config()
   c.num_steps, c.eval_every, c.checkpoint_every, c.eval_games = 3, 2, 2, 4
+  c.sampling = dict(max_new_tokens=4, share_prefix=share_prefix)
   trainer = Trainer(config_lib.from_config_dict(c), str(tmp_path), progress=False)
-  step_now, compiles = [0], []
+  step_now, compiles, layouts = [0], [], []
+  prompt_layout = sampler.prompt_layout
+
+  def layout_and_record(rows, batch, pad_id, prompt_buckets=None, share_prefix=True,
+                        table=None):
+    layout = prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix, table)
+    layouts.append((table, layout))
+    return layout
+
+  sampler.prompt_layout = layout_and_record
 
   def listener(event, _secs, fun_name="?", **_):
     if event == COMPILE_EVENT:
@@ -105,6 +147,12 @@ def test_nothing_compiles_after_the_first_evaluation_and_checkpoint(tmp_path):
     trainer.run()
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
+    sampler.prompt_layout = prompt_layout
+  tabled = [(t, layout) for t, layout in layouts if t is not None]
+  assert bool(tabled) == share_prefix  # self-play's calls get the learner floor's table
+  for table, layout in tabled:
+    assert layout.prefix.shape == (table.groups, table.prefix_len)
+    assert layout.tokens.shape[1] == table.tail_len
   assert {s for s, _ in compiles} >= {1}  # the checks below would pass if nothing were seen
   # Steps 1-2 are the warm-up: the first update, evaluation and checkpoint of training arrays;
   # step 3 rolls out, updates, evaluates and checkpoints again.

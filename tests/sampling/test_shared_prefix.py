@@ -80,3 +80,30 @@ def test_shared_prefix_on_8_devices_equals_one(policy, shape):
                      mesh=mesh)
   np.testing.assert_array_equal(sharded.tokens, one.tokens)
   np.testing.assert_allclose(sharded.logprobs, one.logprobs, atol=2e-5)
+
+
+def test_prefix_table_assigns_the_longest_prefix_and_names_bad_sizes():
+  table = prefixes.PrefixTable(prefixes=((1, 2), (1, 2, 3, 4)), groups=2, prefix_len=16,
+                               tail_len=3)
+  assert table.assign([[1, 2, 3, 4, 5], [1, 2, 9], [1, 2, 3, 4]]) == [1, 0, 0]
+  assert table.assign([[7, 1, 2, 3]]) is None  # starts with no prefix
+  assert table.assign([[1, 2, 5, 5, 5, 5]]) is None  # a tail of 4 > tail_len
+  with pytest.raises(ValueError, match="groups=1 must be >= the 2 prefixes"):
+    prefixes.PrefixTable(prefixes=((1,), (2,)), groups=1, prefix_len=16, tail_len=3)
+  with pytest.raises(ValueError, match="prefix_len=1 must hold the longest prefix"):
+    prefixes.PrefixTable(prefixes=((1, 2),), groups=1, prefix_len=1, tail_len=3)
+
+
+def test_a_prefix_table_fixes_the_shapes_and_samples_what_whole_prompts_do(policy):
+  rows = family_prompts(seed=2)
+  table = prefixes.PrefixTable(prefixes=(tuple(rows[0][:50]), tuple(rows[1][:30])), groups=4,
+                               prefix_len=64, tail_len=40)
+  layout = sampler.prompt_layout(rows, batch=8, pad_id=0, table=table)
+  assert layout.prefix.shape == (4, 64) and layout.tokens.shape == (8, 40)
+  assert list(layout.row_prefix[:len(rows)]) == [i % 2 for i in range(len(rows))]
+  shared = generate(policy, rows, max_new_tokens=12, temperature=1.0, seed=5, stop_ids=(),
+                    prefix_table=table)
+  whole = generate(policy, rows, max_new_tokens=12, temperature=1.0, seed=5, stop_ids=(),
+                   share_prefix=False)
+  np.testing.assert_array_equal(shared.tokens, whole.tokens)
+  np.testing.assert_allclose(shared.logprobs, whole.logprobs, atol=2e-5)
