@@ -41,7 +41,8 @@ import numpy as np
 from spiral_jax.eval import arena, kuhn_exact
 from spiral_jax.games import core, kuhn_poker
 from spiral_jax.model.policy import left_pad
-from spiral_jax.rl import rollout, sft
+from spiral_jax.rl import batching, rollout, sft
+from spiral_jax.sampling import prefixes
 from spiral_jax.text import templates
 
 SCRIPTED_OPPONENTS = ("random", "expert", arena.SELF)
@@ -159,16 +160,20 @@ def is_single_round_kuhn(game: core.Game) -> bool:
 
 
 # ---- the suites ----
-def text_agent(cfg, policy, tokenizer=None, name: str = "policy") -> rollout.TextAgent:
+def text_agent(cfg, policy, tokenizer=None, name: str = "policy",
+               prefix_table: prefixes.PrefixTable | None = None) -> rollout.TextAgent:
   """The policy as an arena player with the config's evaluation decoding, its sampler padded to
-  the rows of an arena batch (one compiled shape for every turn of every evaluation)."""
+  the rows of an arena batch; with ``prefix_table`` (``Evaluator.prefix_table``) its prefill runs
+  the prompts' shared prefixes once, in one compiled shape for every turn of every evaluation."""
   tokenizer = tokenizer if tokenizer is not None else policy.tokenizer
   if tokenizer is None:
     raise ValueError("text_agent: the policy has no tokenizer; pass tokenizer=")
   if policy.tokenizer is None:
     policy = policy.replace(tokenizer=tokenizer)
-  return rollout.TextAgent(rollout.policy_sample_fn(policy, **eval_sample_kwargs(cfg)), tokenizer,
-                           cfg.template, cfg.max_prompt_tokens, name)
+  sample_fn = rollout.policy_sample_fn(policy, **eval_sample_kwargs(cfg),
+                                       share_prefix=prefix_table is not None,
+                                       prefix_table=prefix_table)
+  return rollout.TextAgent(sample_fn, tokenizer, cfg.template, cfg.max_prompt_tokens, name)
 
 
 def eval_sample_kwargs(cfg) -> dict[str, Any]:
@@ -378,6 +383,20 @@ class Evaluator:
     self.games = eval_games(cfg)
     self.problems = dict(problems) if problems is not None else load_problems(cfg)
     self._folder_opponents: dict[str, rollout.TextAgent] = {}
+    self._table: tuple[Any, prefixes.PrefixTable | None] | None = None  # (tokenizer, table)
+
+  def prefix_table(self, tokenizer) -> prefixes.PrefixTable | None:
+    """The sampler's fixed prefixes and sizes for the evaluation games' prompts (as training
+    derives its own: ``sft.random_game_floor``), built once per tokenizer; None when
+    ``sampling.share_prefix`` is off."""
+    c = self.cfg
+    if not c.sampling.share_prefix:
+      return None
+    if self._table is None or self._table[0] is not tokenizer:
+      floor = sft.random_game_floor(self.games, tokenizer, c.template, c.max_prompt_tokens,
+                                    c.sampling.max_new_tokens, c.seed)
+      self._table = (tokenizer, batching.prefix_table(floor, c.sampling.max_new_tokens))
+    return self._table[1]
 
   def opponents(self, policy) -> list[Any]:
     """The configured opponents; folders (a run's workdir, an HF model) load once, as text agents
@@ -401,7 +420,7 @@ class Evaluator:
     if tokenizer is None:
       raise ValueError("Evaluator.run: the policy has no tokenizer; pass tokenizer=")
     policy = policy if policy.tokenizer is not None else policy.replace(tokenizer=tokenizer)
-    agent = text_agent(c, policy, tokenizer)
+    agent = text_agent(c, policy, tokenizer, prefix_table=self.prefix_table(tokenizer))
     per_batch = c.eval_games_per_batch or None
     results = arena_suite(self.games, agent, self.opponents(policy), jax.random.fold_in(key, 0),
                           num_games=c.eval_games, games_per_batch=per_batch, template=c.template)

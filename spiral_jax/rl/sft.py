@@ -129,6 +129,23 @@ def pairs_to_moves(pairs, tokenizer, kind: int, game_index: int) -> list[rollout
           for p, r, (_, _, seat) in zip(prompts, responses, pairs)]
 
 
+def random_game_floor(games: Sequence[core.Game], tokenizer, template: str,
+                      max_prompt_tokens: int, response_len: int, seed: int, max_games: int = 8,
+                      games_per_kind: int = 64) -> batching.ShapeFloor:
+  """The padded shapes and shared prefixes of ``games``' prompts, decided up front from every move
+  of ``games_per_kind`` random games of each kind (rendered and cut to ``max_prompt_tokens`` as in
+  play; random games reach the long histories): the learner's floor, and through
+  ``batching.prefix_table`` the sampler's."""
+  moves = []
+  for k, game in enumerate(games):
+    pairs = scripted_pairs(game, experts.random_player(game), games_per_kind,
+                           jax.random.key(seed + k), template)
+    ids = tokenizer.encode_batch([prompt for prompt, _, _ in pairs])
+    moves += [rollout.Move(p[-max_prompt_tokens:], [], k, seat, 0, False, False)
+              for p, (_, _, seat) in zip(ids, pairs)]
+  return batching.floor_for(moves, response_len, max_games)
+
+
 def make_sft_step(logprob_fn, learning_rate: float, num_micro_batches: int = 1, jit: bool = True):
   """Cross-entropy on response tokens through the learner: REINFORCE with advantage 1 and the
   token-mean aggregation is exactly the mean negative log-likelihood. Returns ``(tx, step)``;

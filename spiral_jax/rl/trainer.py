@@ -22,7 +22,7 @@ import tqdm
 from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
-from spiral_jax.games import core, experts
+from spiral_jax.games import core
 from spiral_jax.model import config as model_config_lib
 from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
@@ -238,16 +238,11 @@ class Trainer:
     """The learner's shapes, decided before the first step from the prompts of every move of
     ``games_per_kind`` random games of each kind (rendered and cut as in self-play), so the
     batches of training fit them and the learner compiles once."""
-    c, moves = self.cfg, []
-    for k, game in enumerate(self.games):
-      pairs = sft.scripted_pairs(game, experts.random_player(game), games_per_kind,
-                                 jax.random.key(c.seed + k), c.template)
-      ids = self.tokenizer.encode_batch([prompt for prompt, _, _ in pairs])
-      moves += [rollout.Move(p[-c.max_prompt_tokens:], [], k, seat, 0, False, False)
-                for p, (_, _, seat) in zip(ids, pairs)]
+    c = self.cfg
     # Self-play plays at least one learner move per game, so a kind needs at most this many.
     games = sum(-(-q // c.games_per_round) * c.games_per_round for q in c.game_quotas)
-    return batching.floor_for(moves, c.sampling.max_new_tokens, games)
+    return sft.random_game_floor(self.games, self.tokenizer, c.template, c.max_prompt_tokens,
+                                 c.sampling.max_new_tokens, c.seed, games, games_per_kind)
 
   def _save_floor(self, step: int, floor: batching.ShapeFloor) -> None:
     if not multihost.is_chief():

@@ -1,18 +1,22 @@
 """``python -m spiral_jax.evaluate`` end to end on a tiny run's checkpoint: every section (arena per
 opponent, Kuhn exploitability scored and sampled, reasoning on the sample benchmark files built into
 TFDS), the markdown summary, and numbers that OpenSpiel-style recomputation confirms."""
+import dataclasses
 import importlib.util
 import json
 import os
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
 from spiral_jax import config as config_lib
 from spiral_jax import evaluate
 from spiral_jax.eval import kuhn_exact
+from spiral_jax.rl import evaluation
 from spiral_jax.rl.trainer import Trainer
+from spiral_jax.sampling import sampler
 
 DATA = pathlib.Path(__file__).parent / "data"
 # The shared tiny run (tests/tiny_config.py) as a config file of its own (the CLI reads files).
@@ -161,3 +165,45 @@ def test_evaluate_a_hugging_face_folder(run, tmp_path):
   assert report["arena"]["KuhnPoker-v1"]["random"]["overall"]["games"] == 8
   assert 0 <= report["kuhn_exploitability"]["KuhnPoker-v1"]["scored"]["exploitability"] <= 2
   assert (tmp_path / "eval" / "hf-tiny_hf.md").exists()
+
+
+def test_shared_prefix_evaluation_equals_whole_prompts(run, tmp_path):
+  """Evaluation samples with the prompts' shared prefixes run once (the default) and gets the same
+  games and Kuhn samples as with whole prompts."""
+  config_file, _ = run
+  spec = importlib.util.spec_from_file_location("tiny_eval_shared", config_file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  c.eval_opponents, c.eval_kuhn_samples = ("random",), 6
+  cfg = config_lib.from_config_dict(c)
+  assert cfg.sampling.share_prefix
+  trainer = Trainer(cfg, str(tmp_path / "run"), progress=False)
+  policy, key = trainer.policy, jax.random.key(3)
+  shared_eval = evaluation.Evaluator(cfg)
+  table = shared_eval.prefix_table(trainer.tokenizer)
+  assert table is not None and table.prefix_len > 0
+  assert shared_eval.prefix_table(trainer.tokenizer) is table  # built once per tokenizer
+  whole_cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling,
+                                                                    share_prefix=False))
+  assert evaluation.Evaluator(whole_cfg).prefix_table(trainer.tokenizer) is None
+  layouts = []
+  prompt_layout = sampler.prompt_layout
+
+  def layout_and_record(rows, batch, pad_id, prompt_buckets=None, share_prefix=True,
+                        table=None):
+    layouts.append(prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix, table))
+    return layouts[-1]
+
+  sampler.prompt_layout = layout_and_record
+  try:
+    shared = shared_eval.run(policy, key).metrics()
+    assert layouts and all(x.prefix is not None and x.prefix.shape == (table.groups,
+                                                                       table.prefix_len)
+                           for x in layouts)
+    whole = evaluation.Evaluator(whole_cfg).run(policy, key).metrics()
+  finally:
+    sampler.prompt_layout = prompt_layout
+  assert shared.keys() == whole.keys()
+  for name, value in whole.items():
+    assert shared[name] == pytest.approx(value, abs=1e-9), name
