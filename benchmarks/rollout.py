@@ -18,6 +18,10 @@ script wraps existing functions from outside, and the wrappers that end on the d
   ``sampler.generate`` (sampler_host: padding, transfers, stop handling) and everything else the
   step does (python: the turn loop, key folding, metrics, the progress bar).
 
+The sampler's padded shapes (its ``device_detail``) come from ``sampler.prompt_layout`` run again
+on each call's prompts, with the call's own settings (a shared-prefix call: its group count,
+prefix and tail lengths; that bookkeeping, well under a millisecond, is charged to sampler_host).
+
 Each wrapper charges only its own time (nested wrapped calls are subtracted). A step runs from
 one ``collect`` to the next. Compilations are counted with a ``jax.monitoring`` listener (as
 ``soak.py`` does) and attributed to the step that caused them. Prints one JSON object: per-step

@@ -8,7 +8,12 @@ float32 (both sides) and bfloat16 (weights and compute, both sides: ``model.to(t
 against ``param_dtype=dtype="bfloat16"``; CPUs with AMX/avx512-bf16 run it several times faster).
 Everything is measured in one run, the two sides interleaved (best of ``--repeats`` each), so the
 ratio holds even on a shared CPU. Our compile time is reported apart: ``compile_s`` is the first
-call minus a warm call. Prints one JSON object.
+call minus a warm call. Each row also gives our achieved FLOP/s and its fractions of this run's
+matmul and memory-bandwidth peaks (``_hardware.Peaks``, measured per dtype), from analytic counts
+of the padded shapes ``generate`` runs (``_models.sampler_flops``); ``ours_prefill_s`` (a
+one-token call), ``ours_decode_step_ms``, ``matmul_floor_step_ms`` (a decode step's weight
+products alone at that batch: ``decode_matmul_floor``) and ``floor_vs_transformers``, the ratio a
+decoder would reach whose steps cost only those products. Prints one JSON object.
 
 With ``--tunix_python PATH`` (or ``SPIRAL_TUNIX_PYTHON``), the Python of a virtual environment with
 ``google-tunix``, Tunix's JAX sampler is a third side: ``tunix_sampler.py`` runs in that Python
@@ -32,13 +37,17 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from flax import nnx  # noqa: E402
 
+import _hardware  # noqa: E402
+import _models  # noqa: E402
 from _models import TINY_QWEN3  # noqa: E402  (the benchmarks' one tiny Qwen3)
-from spiral_jax.model import Policy  # noqa: E402
-from spiral_jax.sampling import generate  # noqa: E402
+from spiral_jax.model import Policy, transformer  # noqa: E402
+from spiral_jax.sampling import generate, sampler  # noqa: E402
 
 
 def build_checkpoint(folder: str) -> transformers.PreTrainedModel:
@@ -57,8 +66,52 @@ def _best(fn, repeats: int) -> float:
   return min(times)
 
 
+def our_work(policy: Policy, batch: int, prompt_len: int, new: int) -> tuple[float, float]:
+  """Analytic FLOPs and decode bytes (weights + KV cache) of one ``generate`` call on the padded
+  shapes it runs (random prompts share no prefix, so whole prompts)."""
+  c = policy.config
+  rows, prompt = sampler.bucket(batch), sampler.bucket(prompt_len, minimum=16)
+  cache = prompt + sampler.bucket(new, minimum=16)
+  return (_models.sampler_flops(c, rows, prompt, new, cache),
+          _models.sampler_bytes(c, rows, new, cache, c.jnp_dtype.name,
+                                transformer.cache_dtype(c).name))
+
+
+def decode_matmul_floor(policy: Policy, rows: int, repeats: int, steps: int = 64) -> float:
+  """Seconds per decode step of its weight products alone: ``rows`` activations through every
+  layer's q/k/v/o and MLP kernels and the output projection (compute dtype, float32 accumulation),
+  ``steps`` steps in one ``lax.fori_loop``, without attention, norms, RoPE, cache writes or
+  sampling. What any decoder built on these XLA matmuls needs per step at this batch."""
+  model = nnx.merge(policy.graphdef, policy.params)
+  c = model.config
+  dtype = c.jnp_dtype
+  layers = [[k.kernel.get_value().astype(dtype) for k in (
+      layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+      layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
+            for layer in model.layers]
+  unembedding = model.unembedding().astype(dtype)
+  groups = c.num_heads // c.num_kv_heads
+
+  def dot(x, w):
+    return jnp.dot(x.astype(dtype), w, preferred_element_type=jnp.float32)
+
+  def step(_, carry):
+    x, total = carry
+    for q, k, v, o, gate, up, down in layers:  # each product feeds the next, as in the model
+      mixed = dot(x, q) + 0.0 * jnp.tile(dot(x, k) + dot(x, v), groups)
+      x = x + dot(mixed, o)
+      x = x + dot(dot(x, gate) * dot(x, up), down)
+    return x * 1e-3, total + jnp.max(dot(x, unembedding), axis=-1)  # every logit is needed
+
+  run = jax.jit(lambda x: jax.lax.fori_loop(0, steps, step, (x, jnp.zeros(rows))))
+  x = jnp.ones((rows, c.d_model), jnp.float32)
+  jax.block_until_ready(run(x))
+  return _best(lambda: jax.block_until_ready(run(x)), repeats) / steps
+
+
 def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sampled: bool,
-            repeats: int, dtype: str) -> dict:
+            repeats: int, dtype: str, peaks: _hardware.Peaks,
+            floors: dict | None = None) -> dict:
   prompts = np.random.RandomState(batch + prompt_len).randint(0, 8192, (batch, prompt_len))
   kwargs = dict(temperature=1.0, seed=0) if sampled else dict(greedy=True)
 
@@ -98,7 +151,15 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
         theirs_s, best_threads = elapsed, threads
     thread_counts = [best_threads]
   torch.set_num_threads(default_threads)
+  floors = {} if floors is None else floors
+  # our prefill alone (one new token), so the decode steps' share is known
+  prefill_s = _best(lambda: generate(policy, prompts.tolist(), max_new_tokens=1, stop_ids=(),
+                                     **kwargs), repeats)
+  floor_s = floors.setdefault((dtype, sampler.bucket(batch)), decode_matmul_floor(
+      policy, sampler.bucket(batch), repeats))
   tokens = batch * new
+  flops, bytes_moved = our_work(policy, batch, prompt_len, new)
+  used = peaks.utilisation(ours_s, flops, bytes_moved)
   return dict(dtype=dtype, batch=batch, prompt_len=prompt_len, new_tokens=new,
               mode="sampled" if sampled else "greedy",
               ours_tokens_per_s=round(tokens / ours_s, 1),
@@ -106,7 +167,15 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
               speedup=round(theirs_s / ours_s, 2),
               ours_vs_transformers=round(theirs_s / ours_s, 2), ours_s=round(ours_s, 4),
               transformers_s=round(theirs_s, 4), transformers_threads=best_threads,
-              compile_s=round(max(first - ours_s, 0.0), 2))
+              compile_s=round(max(first - ours_s, 0.0), 2), ours_flops_per_s=used["flops_per_s"],
+              ours_fraction_of_matmul_peak=used["fraction_of_matmul_peak"],
+              ours_fraction_of_bandwidth_peak=used["fraction_of_bandwidth_peak"],
+              ours_prefill_s=round(prefill_s, 4),
+              ours_decode_step_ms=round((ours_s - prefill_s) / max(new - 1, 1) * 1e3, 3),
+              matmul_floor_step_ms=round(floor_s * 1e3, 3),
+              # our prefill + decode steps costing only their weight products: the most any
+              # decoder on these matmuls (with our prefill) could reach, against transformers
+              floor_vs_transformers=round(theirs_s / (prefill_s + (new - 1) * floor_s), 2))
 
 
 SETTING = ("dtype", "batch", "prompt_len", "new_tokens", "mode")
@@ -154,14 +223,15 @@ def main() -> None:
                            "sampler (default: $SPIRAL_TUNIX_PYTHON; empty skips Tunix)")
   args = parser.parse_args()
   shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
-  results, tunix_runs = [], []
+  results, tunix_runs, peaks, floors = [], [], {}, {}
   with tempfile.TemporaryDirectory() as folder:
     model = build_checkpoint(folder)
     for dtype in args.dtypes.split(","):
       policy = Policy.from_hf(folder, dtype=dtype, param_dtype=dtype)
       theirs = model.to(getattr(torch, dtype))
-      results += [measure(policy, theirs, b, p, n, sampled, args.repeats, dtype)
-                  for b, p, n in shapes for sampled in (False, True)]
+      peaks[dtype] = _hardware.Peaks(dtype)  # this run's matmul and bandwidth peaks
+      results += [measure(policy, theirs, b, p, n, sampled, args.repeats, dtype, peaks[dtype],
+                          floors) for b, p, n in shapes for sampled in (False, True)]
       if args.tunix_python:  # right after ours, so both see the machine in a similar state
         tunix_runs.append(run_tunix(args.tunix_python, args.shapes, dtype, args.repeats))
   tunix = None
@@ -176,6 +246,7 @@ def main() -> None:
       backend=jax.default_backend(), cpu_count=os.cpu_count(),
       torch_threads=torch.get_num_threads(),
       machine=platform.machine(), tunix=tunix,
+      peaks={dtype: p.describe() for dtype, p in peaks.items()},
       min_ours_vs_transformers=min(r["ours_vs_transformers"] for r in results),
       min_ours_vs_tunix=min(r["ours_vs_tunix"] for r in results) if tunix else None,
       results=results), indent=2))

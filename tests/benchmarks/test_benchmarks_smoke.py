@@ -219,6 +219,21 @@ def test_merge_tunix_sets_ratios_beside_ours():
     sampler.run_tunix(os.path.join(ROOT, "no", "such", "python"), "2x8x4", "float32", 1)
 
 
+def test_sampler_counts_our_work_and_times_the_matmul_floor():
+  import jax
+  import sampler
+  from spiral_jax.model import Policy, transformer
+  config = _models.tiny_qwen3(overrides={"num_layers": 1, "vocab_size": 512})
+  graphdef, params = transformer.create(config, jax.random.key(0))
+  policy = Policy(config=config, graphdef=graphdef, params=params)
+  flops, bytes_moved = sampler.our_work(policy, batch=3, prompt_len=20, new=5)
+  # generate pads 3 rows to 4, a 20-token prompt to 32, 5 new tokens to a 16-slot tail
+  assert flops == _models.sampler_flops(config, 4, 32, 5, 48)
+  assert bytes_moved == _models.sampler_bytes(config, 4, 5, 48, "float32", "float32")
+  floor = sampler.decode_matmul_floor(policy, rows=4, repeats=1, steps=4)
+  assert 0 < floor < 1  # seconds per step of a 1-layer d256 model's products
+
+
 TUNIX_PYTHON = os.environ.get("SPIRAL_TUNIX_PYTHON", "")
 
 
