@@ -40,8 +40,9 @@ def _padded_cost(groups: list[list[int]], shared: list[int], prompts,
 
 
 def prefix_groups(prompts: Sequence[Sequence[int]], extra: Sequence[int],
-                  max_groups: int = MAX_PREFIX_GROUPS) -> list[list[int]]:
-  """Row indices grouped by shared prompt prefix; ``extra[i]`` is row i's response length."""
+                  max_groups: int = MAX_PREFIX_GROUPS) -> tuple[list[list[int]], list[int]]:
+  """Row indices grouped by shared prompt prefix, and each group's prefix length; ``extra[i]``
+  is row i's response length."""
   return prefix_lib.prefix_groups(
       prompts, lambda groups, shared: _padded_cost(groups, shared, prompts, extra), max_groups)
 
@@ -65,8 +66,7 @@ def _match_groups(prompts: Sequence[Sequence[int]], floor: ShapeFloor,
   unmatched = [i for i, j in enumerate(owner) if j < 0]
   if unmatched:
     rows = [prompts[i] for i in unmatched]
-    for g in prefix_groups(rows, [response_len] * len(rows)):
-      lcp = prefix_lib.shared_length([rows[i] for i in g])
+    for g, lcp in zip(*prefix_groups(rows, [response_len] * len(rows))):
       floor.prefixes.append([int(t) for t in rows[g[0]][:lcp]])
       for i in g:
         owner[unmatched[i]] = len(floor.prefixes) - 1
@@ -89,9 +89,8 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
   responses = [m.response_ids[:response_len] for m in moves]
   if floor is None:
     floor, room = ShapeFloor(), [len(r) for r in responses]
-    groups = prefix_groups(prompts, room)
-    prefixes = [list(prompts[g[0]][:prefix_lib.shared_length([prompts[i] for i in g])])
-                for g in groups]
+    groups, shared = prefix_groups(prompts, room)
+    prefixes = [list(prompts[g[0]][:n]) for g, n in zip(groups, shared)]
     owner = [0] * b
     for gi, g in enumerate(groups):
       for i in g:

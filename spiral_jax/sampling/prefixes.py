@@ -5,7 +5,7 @@ differs. The sampler's prefill (``sampler.generate``) and the learner's log-prob
 (``rl/logprobs.py``, grouped by ``rl/batching.py``) both run each group's prefix once into a KV
 cache, give every row its group's cache, and then run only the rows' own tails.
 
-  groups = prefix_groups(prompts, cost)   # [[row, ...], ...], each with a shared prefix
+  groups, shared = prefix_groups(prompts, cost)  # [[row, ...], ...] and each one's prefix length
 
 A ``PrefixTable`` fixes the prefixes and padded sizes across calls (a training run's turns), so
 the sampler compiles once; the trainer derives it from the learner's ``batching.ShapeFloor``.
@@ -33,9 +33,10 @@ def shared_length(rows: Sequence[Sequence[int]]) -> int:
 
 
 def prefix_groups(prompts: Sequence[Sequence[int]], cost: Cost,
-                  max_groups: int = MAX_GROUPS) -> list[list[int]]:
-  """Row indices grouped by shared prefix: starting from one group, the split (of one group by
-  the token after its shared prefix) that lowers ``cost`` most is taken, while one does."""
+                  max_groups: int = MAX_GROUPS) -> tuple[list[list[int]], list[int]]:
+  """Row indices grouped by shared prefix, and each group's ``shared_length``: starting from one
+  group, the split (of one group by the token after its shared prefix) that lowers ``cost`` most
+  is taken, while one does."""
   groups = [list(range(len(prompts)))]
   shared = [shared_length(prompts)]
   best = cost(groups, shared)
@@ -52,10 +53,10 @@ def prefix_groups(prompts: Sequence[Sequence[int]], cost: Cost,
                       + shared[gi + 1:])
         candidates.append((cost(new, new_shared), new, new_shared))
     if not candidates:
-      return groups
+      return groups, shared
     value, new, new_shared = min(candidates, key=lambda c: c[0])
     if value >= best:
-      return groups
+      return groups, shared
     best, groups, shared = value, new, new_shared
 
 

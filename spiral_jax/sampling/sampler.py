@@ -402,11 +402,14 @@ def prompt_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
   def length(n: int) -> int:
     return bucket(n, prompt_buckets, minimum=16)
 
-  whole = PromptLayout(*left_pad(list(rows) + [[pad_id]] * (batch - len(rows)), pad_id,
-                                 length(max(map(len, rows)))))
-  whole.mask[len(rows):] = False
+  def whole() -> PromptLayout:
+    layout = PromptLayout(*left_pad(list(rows) + [[pad_id]] * (batch - len(rows)), pad_id,
+                                    length(max(map(len, rows)))))
+    layout.mask[len(rows):] = False
+    return layout
+
   if not share_prefix:
-    return whole
+    return whole()
   owners = None if table is None else table.assign(rows)
   if owners is not None:
     return _shared_layout(rows, batch, pad_id, [list(p) for p in table.prefixes], owners,
@@ -416,10 +419,9 @@ def prompt_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
     tail = max(len(rows[i]) - n for g, n in zip(groups, shared) for i in g)
     return bucket(len(groups)) * length(max(shared)) + batch * length(tail)
 
-  groups = prefixes.prefix_groups(rows, cost)
-  shared = [prefixes.shared_length([rows[i] for i in g]) for g in groups]
-  if cost(groups, shared) >= whole.prefill_tokens:
-    return whole
+  groups, shared = prefixes.prefix_groups(rows, cost)
+  if cost(groups, shared) >= batch * length(max(map(len, rows))):  # whole prompts' positions
+    return whole()
   owners = [0] * len(rows)
   for gi, g in enumerate(groups):
     for i in g:
