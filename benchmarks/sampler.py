@@ -1,4 +1,4 @@
-"""New tokens per second of ``sampling.generate`` beside ``transformers.generate`` (torch CPU).
+"""New tokens per second of ``sampling.generate`` beside ``transformers.generate`` (torch).
 
 Both sides load the same tiny random Qwen3 checkpoint (vocab 8192, hidden 256, 4 layers, 4 query /
 2 KV heads, head dim 64, MLP 1024, tied embeddings, rope theta 1e6), written with transformers to a
@@ -21,8 +21,15 @@ right after our measurements of each dtype (a separate process, so not interleav
 own Qwen3 of the same shape with the same prompts, and each row gains ``tunix_*`` keys and
 ``ours_vs_tunix`` (Tunix's seconds over ours).
 
-  python benchmarks/sampler.py [--repeats 3] [--shapes 32x64x128,8x256x64]
-                               [--dtypes float32,bfloat16] [--tunix_python PATH]
+``--device gpu`` (or ``tpu``) runs ours on that backend; rows then also give ``ours_mfu`` and
+``ours_hbm_utilisation``, our FLOP/s and decode bytes/s as fractions of the card's spec-sheet peaks
+(``_hardware.SPECS``). transformers runs on the GPU when torch has CUDA; otherwise (the project's
+pinned torch is CPU-only, and on a TPU) its columns are null and ``transformers_skipped`` says why,
+rather than comparing a GPU with a CPU. Tunix gets the same ``--device``.
+
+  python benchmarks/sampler.py [--device cpu|gpu|tpu] [--repeats 3]
+                               [--shapes 32x64x128,8x256x64] [--dtypes float32,bfloat16]
+                               [--tunix_python PATH]
 """
 from __future__ import annotations
 
@@ -109,9 +116,24 @@ def decode_matmul_floor(policy: Policy, rows: int, repeats: int, steps: int = 64
   return _best(lambda: jax.block_until_ready(run(x)), repeats) / steps
 
 
+def torch_device(backend: str, cuda: bool) -> tuple[str | None, str | None]:
+  """Where transformers runs beside our ``backend`` (``cuda``: torch has a GPU): ``(device,
+  None)``, or ``(None, why)`` when it cannot run on comparable hardware."""
+  if backend == "cpu":
+    return "cpu", None
+  if backend in ("gpu", "cuda") and cuda:
+    return "cuda", None
+  if backend in ("gpu", "cuda"):
+    return None, ("torch has no CUDA here (the project pins the CPU wheel, torch==2.13.0); "
+                  "install a CUDA torch to compare on the GPU")
+  return None, f"transformers does not run on {backend}"
+
+
 def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sampled: bool,
             repeats: int, dtype: str, peaks: _hardware.Peaks,
-            floors: dict | None = None) -> dict:
+            floors: dict | None = None, hf_device: str | None = "cpu") -> dict:
+  """One setting's row. ``model``: the transformers model on ``hf_device`` (None: not timed, and
+  its columns are null)."""
   prompts = np.random.RandomState(batch + prompt_len).randint(0, 8192, (batch, prompt_len))
   kwargs = dict(temperature=1.0, seed=0) if sampled else dict(greedy=True)
 
@@ -121,30 +143,35 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
 
   hf_kwargs = (dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0) if sampled
                else dict(do_sample=False))
-  input_ids = torch.tensor(prompts)
+  input_ids = torch.tensor(prompts, device=hf_device or "cpu")
 
   def theirs():
     with torch.no_grad():
       out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                            max_new_tokens=new, min_new_tokens=new, eos_token_id=None,
                            pad_token_id=0, **hf_kwargs)
+    if hf_device == "cuda":
+      torch.cuda.synchronize()
     assert out.shape[1] == prompt_len + new
 
   start = time.perf_counter()
   ours()
   first = time.perf_counter() - start
-  theirs()  # warm-up
+  if model is None:
+    theirs = None
+  else:
+    theirs()  # warm-up
   # interleaved, best of each: the CPU is shared, so both sides see the same slow moments.
   # torch's thread pool stalls badly when other processes hold the cores, so transformers gets
   # its better time of the default thread count and one thread (favouring it).
   # The first round tries both; later rounds only the faster one (a stalled run can take 30 s).
   ours_s = theirs_s = float("inf")
   default_threads = torch.get_num_threads()
-  thread_counts = sorted({default_threads, 1})
+  thread_counts = sorted({default_threads, 1}) if hf_device == "cpu" else [default_threads]
   best_threads = default_threads
   for _ in range(repeats):
     ours_s = min(ours_s, _best(ours, 1))
-    for threads in thread_counts:
+    for threads in thread_counts if theirs else ():
       torch.set_num_threads(threads)
       elapsed = _best(theirs, 1)
       if elapsed < theirs_s:
@@ -160,32 +187,40 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
   tokens = batch * new
   flops, bytes_moved = our_work(policy, batch, prompt_len, new)
   used = peaks.utilisation(ours_s, flops, bytes_moved)
-  return dict(dtype=dtype, batch=batch, prompt_len=prompt_len, new_tokens=new,
-              mode="sampled" if sampled else "greedy",
-              ours_tokens_per_s=round(tokens / ours_s, 1),
-              transformers_tokens_per_s=round(tokens / theirs_s, 1),
-              speedup=round(theirs_s / ours_s, 2),
-              ours_vs_transformers=round(theirs_s / ours_s, 2), ours_s=round(ours_s, 4),
-              transformers_s=round(theirs_s, 4), transformers_threads=best_threads,
-              compile_s=round(max(first - ours_s, 0.0), 2), ours_flops_per_s=used["flops_per_s"],
-              ours_fraction_of_matmul_peak=used["fraction_of_matmul_peak"],
-              ours_fraction_of_bandwidth_peak=used["fraction_of_bandwidth_peak"],
-              ours_prefill_s=round(prefill_s, 4),
-              ours_decode_step_ms=round((ours_s - prefill_s) / max(new - 1, 1) * 1e3, 3),
-              matmul_floor_step_ms=round(floor_s * 1e3, 3),
-              # our prefill + decode steps costing only their weight products: the most any
-              # decoder on these matmuls (with our prefill) could reach, against transformers
-              floor_vs_transformers=round(theirs_s / (prefill_s + (new - 1) * floor_s), 2))
+  timed = theirs is not None
+  ratio = lambda seconds: round(theirs_s / seconds, 2) if timed else None
+  row = dict(dtype=dtype, batch=batch, prompt_len=prompt_len, new_tokens=new,
+             mode="sampled" if sampled else "greedy",
+             ours_tokens_per_s=round(tokens / ours_s, 1),
+             transformers_tokens_per_s=round(tokens / theirs_s, 1) if timed else None,
+             speedup=ratio(ours_s), ours_vs_transformers=ratio(ours_s), ours_s=round(ours_s, 4),
+             transformers_s=round(theirs_s, 4) if timed else None,
+             transformers_device=hf_device if timed else None,
+             transformers_threads=best_threads if hf_device == "cpu" and timed else None,
+             compile_s=round(max(first - ours_s, 0.0), 2), ours_flops_per_s=used["flops_per_s"],
+             ours_fraction_of_matmul_peak=used["fraction_of_matmul_peak"],
+             ours_fraction_of_bandwidth_peak=used["fraction_of_bandwidth_peak"],
+             ours_prefill_s=round(prefill_s, 4),
+             ours_decode_step_ms=round((ours_s - prefill_s) / max(new - 1, 1) * 1e3, 3),
+             matmul_floor_step_ms=round(floor_s * 1e3, 3),
+             # our prefill + decode steps costing only their weight products: the most any
+             # decoder on these matmuls (with our prefill) could reach, against transformers
+             floor_vs_transformers=ratio(prefill_s + (new - 1) * floor_s))
+  if "mfu" in used:  # an accelerator with a known spec sheet
+    row.update(ours_mfu=used["mfu"], ours_hbm_utilisation=used["hbm_utilisation"])
+  return row
 
 
 SETTING = ("dtype", "batch", "prompt_len", "new_tokens", "mode")
 
 
-def run_tunix(python: str, shapes: str, dtype: str, repeats: int) -> dict:
-  """Runs ``tunix_sampler.py`` with the Tunix environment's ``python``; returns its JSON."""
+def run_tunix(python: str, shapes: str, dtype: str, repeats: int,
+              device: str | None = None) -> dict:
+  """Runs ``tunix_sampler.py`` with the Tunix environment's ``python`` (on ``device``, as
+  ``--device``); returns its JSON."""
   script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tunix_sampler.py")
   command = [python, script, "--shapes", shapes, "--dtypes", dtype, "--repeats", str(repeats),
-             "--config", json.dumps(TINY_QWEN3)]
+             "--config", json.dumps(TINY_QWEN3)] + (["--device", device] if device else [])
   try:
     proc = subprocess.run(command, capture_output=True, text=True)
   except OSError as e:
@@ -214,6 +249,7 @@ def merge_tunix(results: list[dict], tunix_results: list[dict]) -> list[dict]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  _hardware.add_device_flag(parser)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--shapes", default="32x64x128,8x256x64",
                       help="comma-separated batch x prompt length x new tokens")
@@ -222,18 +258,21 @@ def main() -> None:
                       help="Python of a virtual environment with google-tunix: adds Tunix's "
                            "sampler (default: $SPIRAL_TUNIX_PYTHON; empty skips Tunix)")
   args = parser.parse_args()
+  _hardware.select_device(args.device)
   shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+  hf_device, skipped = torch_device(jax.default_backend(), torch.cuda.is_available())
   results, tunix_runs, peaks, floors = [], [], {}, {}
   with tempfile.TemporaryDirectory() as folder:
     model = build_checkpoint(folder)
     for dtype in args.dtypes.split(","):
       policy = Policy.from_hf(folder, dtype=dtype, param_dtype=dtype)
-      theirs = model.to(getattr(torch, dtype))
+      theirs = model.to(hf_device, getattr(torch, dtype)) if hf_device else None
       peaks[dtype] = _hardware.Peaks(dtype)  # this run's matmul and bandwidth peaks
       results += [measure(policy, theirs, b, p, n, sampled, args.repeats, dtype, peaks[dtype],
-                          floors) for b, p, n in shapes for sampled in (False, True)]
+                          floors, hf_device) for b, p, n in shapes for sampled in (False, True)]
       if args.tunix_python:  # right after ours, so both see the machine in a similar state
-        tunix_runs.append(run_tunix(args.tunix_python, args.shapes, dtype, args.repeats))
+        tunix_runs.append(run_tunix(args.tunix_python, args.shapes, dtype, args.repeats,
+                                    args.device))
   tunix = None
   if tunix_runs:
     results = merge_tunix(results, [r for run in tunix_runs for r in run["results"]])
@@ -242,12 +281,13 @@ def main() -> None:
   print(json.dumps(dict(
       benchmark="sampler",
       model="tiny Qwen3 (vocab 8192, d 256, 4 layers, 4/2 heads, head dim 64, MLP 1024, tied)",
-      jax=jax.__version__, transformers=transformers.__version__, torch=torch.__version__,
-      backend=jax.default_backend(), cpu_count=os.cpu_count(),
-      torch_threads=torch.get_num_threads(),
-      machine=platform.machine(), tunix=tunix,
+      transformers=transformers.__version__, torch=torch.__version__,
+      **_hardware.device_info(), cpu_count=os.cpu_count(),
+      torch_threads=torch.get_num_threads(), transformers_device=hf_device,
+      transformers_skipped=skipped, machine=platform.machine(), tunix=tunix,
       peaks={dtype: p.describe() for dtype, p in peaks.items()},
-      min_ours_vs_transformers=min(r["ours_vs_transformers"] for r in results),
+      min_ours_vs_transformers=min(r["ours_vs_transformers"] for r in results)
+      if hf_device else None,
       min_ours_vs_tunix=min(r["ours_vs_tunix"] for r in results) if tunix else None,
       results=results), indent=2))
 

@@ -4,8 +4,8 @@ Run with the Python of a virtual environment that has ``google-tunix`` (0.1.7 me
 project's: it imports neither spiral_jax nor torch. ``benchmarks/sampler.py --tunix_python PATH``
 runs it as a subprocess and sets its numbers beside ours; alone it prints one JSON object:
 
-  /path/to/tunix_venv/bin/python benchmarks/tunix_sampler.py [--repeats 3]
-      [--shapes 32x64x128,8x256x64] [--dtypes float32,bfloat16] [--config JSON]
+  /path/to/tunix_venv/bin/python benchmarks/tunix_sampler.py [--device cpu|gpu|tpu]
+      [--repeats 3] [--shapes 32x64x128,8x256x64] [--dtypes float32,bfloat16] [--config JSON]
 
 The model is Tunix's own ``models.qwen3.Qwen3`` with the shape of ``TINY_QWEN3`` (HF config keys,
 read from ``_models.py`` without importing it, or given as ``--config``) and Tunix's random
@@ -115,7 +115,10 @@ def measure(model, config, batch: int, prompt_len: int, new: int, sampled: bool,
 
 
 def main() -> None:
+  import _hardware  # jax and numpy only, so it imports in Tunix's environment too
+
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  _hardware.add_device_flag(parser)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--shapes", default="32x64x128,8x256x64",
                       help="comma-separated batch x prompt length x new tokens")
@@ -124,6 +127,7 @@ def main() -> None:
   parser.add_argument("--config", default="",
                       help="HF Qwen3 config keys as JSON (default: TINY_QWEN3 from _models.py)")
   args = parser.parse_args()
+  _hardware.select_device(args.device)
   hf = json.loads(args.config) if args.config else tiny_qwen3_from_source()
   shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
   modes = args.modes.split(",")
@@ -133,7 +137,6 @@ def main() -> None:
   import importlib.metadata
 
   import flax
-  import jax
 
   results = []
   for dtype in args.dtypes.split(","):
@@ -142,9 +145,8 @@ def main() -> None:
                 for b, p, n in shapes for mode in modes]
   print(json.dumps(dict(
       benchmark="tunix_sampler", tunix=importlib.metadata.version("google-tunix"),
-      jax=jax.__version__, flax=flax.__version__, backend=jax.default_backend(),
-      cpu_count=os.cpu_count(), machine=platform.machine(), config=hf, results=results),
-      indent=2))
+      flax=flax.__version__, **_hardware.device_info(), cpu_count=os.cpu_count(),
+      machine=platform.machine(), config=hf, results=results), indent=2))
 
 
 if __name__ == "__main__":

@@ -178,11 +178,45 @@ def test_missing_gpu_backend_is_a_clear_error():
   assert "--device gpu: JAX has no cuda backend" in proc.stderr
 
 
-def test_sampler_help_offers_tunix():
+def test_sampler_help_offers_tunix_and_devices():
   proc = subprocess.run([sys.executable, os.path.join(BENCH, "sampler.py"), "--help"], cwd=ROOT,
                         capture_output=True, text=True, timeout=60)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "--tunix_python" in proc.stdout and "SPIRAL_TUNIX_PYTHON" in proc.stdout
+  assert "--device {cpu,gpu,tpu}" in proc.stdout
+
+
+def test_transformers_runs_beside_ours_only_on_comparable_hardware():
+  import sampler
+  assert sampler.torch_device("cpu", cuda=False) == ("cpu", None)
+  assert sampler.torch_device("gpu", cuda=True) == ("cuda", None)
+  device, why = sampler.torch_device("gpu", cuda=False)
+  assert device is None and "torch has no CUDA" in why
+  device, why = sampler.torch_device("tpu", cuda=True)
+  assert device is None and "tpu" in why
+
+
+def test_sampler_row_without_transformers_reports_the_card():
+  """On a GPU without a CUDA torch, a row times ours alone (transformers' columns null) and, with
+  a spec sheet, gives our MFU and HBM utilisation. The spec is set by hand on this CPU: a made-up
+  card slow enough that the fractions are well above the rounding."""
+  import jax
+  import sampler
+  from spiral_jax.model import Policy, transformer
+  config = _models.tiny_qwen3(overrides={"num_layers": 1})  # measure draws ids below 8192
+  graphdef, params = transformer.create(config, jax.random.key(0))
+  policy = Policy(config=config, graphdef=graphdef, params=params)
+  peaks = _hardware.Peaks("float32", repeats=1, matmul_n=256)
+  peaks.spec = _hardware.Spec(bf16=4e9, fp32=1e9, tf32=1e9, hbm=1e8)
+  row = sampler.measure(policy, None, 2, 8, 4, True, 1, "float32", peaks, hf_device=None)
+  assert row["ours_tokens_per_s"] > 0 and row["ours_decode_step_ms"] > 0
+  for key in ("transformers_tokens_per_s", "transformers_s", "ours_vs_transformers",
+              "floor_vs_transformers", "transformers_device", "transformers_threads"):
+    assert row[key] is None, key
+  flops, bytes_moved = sampler.our_work(policy, 2, 8, 4)
+  assert row["ours_mfu"] == pytest.approx(flops / row["ours_s"] / peaks.spec_flops, rel=0.01)
+  assert row["ours_hbm_utilisation"] == pytest.approx(
+      bytes_moved / row["ours_s"] / peaks.spec.hbm, rel=0.01)
 
 
 def test_tunix_script_reads_the_same_model_and_stops_nowhere():
