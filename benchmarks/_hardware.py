@@ -79,6 +79,20 @@ def device_info() -> dict[str, Any]:
               device_count=jax.device_count(), jax=jax.__version__)
 
 
+class CompileLog:
+  """Every XLA compilation from now on, as ``(label, function name)`` in ``events``; ``label`` is
+  what the caller last set (e.g. the policy step in progress). While it is None nothing is kept."""
+
+  def __init__(self, label: Any = 0):
+    self.label = label
+    self.events: list[tuple[Any, str]] = []
+    jax.monitoring.register_event_duration_secs_listener(self._record)
+
+  def _record(self, event: str, _seconds: float, fun_name: str = "?", **_) -> None:
+    if event == "/jax/core/compile/backend_compile_duration" and self.label is not None:
+      self.events.append((self.label, fun_name))
+
+
 def block(tree: Any) -> Any:
   return jax.block_until_ready(tree)
 

@@ -220,10 +220,7 @@ def run(args, overrides: list[str]) -> dict:
   cfg = config_lib.from_config_dict(c)
 
   step_now = [0]
-  compiles: list[tuple[int, str]] = []
-  jax.monitoring.register_event_duration_secs_listener(
-      lambda event, _secs, fun_name="?", **_: compiles.append((step_now[0], fun_name))
-      if event == "/jax/core/compile/backend_compile_duration" and step_now[0] >= 0 else None)
+  compiles = _hardware.CompileLog(label=0)  # labelled with the policy step in progress
 
   # a smaller pool of scripted games to warm-start from (the trainer calls sft.warm_start)
   sft.warm_start = functools.partial(sft.warm_start, pool_games=args.warm_start_pool)
@@ -249,7 +246,7 @@ def run(args, overrides: list[str]) -> dict:
 
   def collect_and_mark(state, *rest):
     close_step()
-    step_now[0] = profiler.step = int(state.step) + 1
+    step_now[0] = profiler.step = compiles.label = int(state.step) + 1
     profiler.active = True
     marks[step_now[0]] = (time.perf_counter(), collections.Counter(profiler.totals))
     return collect(state, *rest)
@@ -267,7 +264,7 @@ def run(args, overrides: list[str]) -> dict:
   with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON
     trainer.run()
   total = time.perf_counter() - start
-  step_now[0] = -1  # what compiles from here on (the peak measurement) is not training's
+  compiles.label = None  # what compiles from here on (the peak measurement) is not training's
 
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     logged = {row["step"]: row for row in map(json.loads, f) if row.get("step", 0) > 0}
@@ -284,7 +281,7 @@ def run(args, overrides: list[str]) -> dict:
                          cfg.epochs, peaks)
   wall = mean("wall")
   host = sum(parts[p] for p in HOST_PARTS)
-  late = [{"step": s, "function": name} for s, name in compiles if s > first]
+  late = [{"step": s, "function": name} for s, name in compiles.events if s > first]
   game = cfg.games[0].id
   stat = lambda name: round(sum(logged[s].get(f"train/{game}/{name}", 0.0) for s in measured)
                             / len(measured), 3)
@@ -300,7 +297,7 @@ def run(args, overrides: list[str]) -> dict:
       host_s=round(host, 4), host_share=round(host / wall, 4), goal=GOAL,
       meets_goal=host / wall <= GOAL,
       shares={p: round(v / wall, 4) for p, v in parts.items()},
-      compilations_first_step=sum(1 for s, _ in compiles if s == first),
+      compilations_first_step=sum(1 for s, _ in compiles.events if s == first),
       compilations_after_first_step=len(late), late_compilations=late,
       games_per_step=round(sum(logged[s]["train/games"] for s in measured) / len(measured), 1),
       moves_per_game=stat("moves_per_game"), invalid_rate=stat("invalid_rate"),

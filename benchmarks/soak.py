@@ -59,7 +59,10 @@ def main() -> int:
   parser.add_argument("--out", default="runs/soak")
   args = parser.parse_args()
   sys.path.insert(0, os.getcwd())
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import jax
+
+  import _hardware
   from experiments import tiny_cpu
   from spiral_jax import config as config_lib
   from spiral_jax.rl import trainer as trainer_lib
@@ -73,11 +76,8 @@ def main() -> int:
     parser.error(f"--steps={args.steps} must hold the warm-up ({warmup} steps) and one more cycle")
   cfg = config_lib.from_config_dict(c)
 
-  step_now = [0]  # the policy step in progress; 0 before the first (warm-start, step-0 eval)
-  compiles: list[tuple[int, str]] = []
-  jax.monitoring.register_event_duration_secs_listener(
-      lambda event, _secs, fun_name="?", **_: compiles.append((step_now[0], fun_name))
-      if event == "/jax/core/compile/backend_compile_duration" else None)
+  # labelled with the policy step in progress; 0 before the first (warm-start, step-0 eval)
+  compiles = _hardware.CompileLog(label=0)
 
   shutil.rmtree(args.out, ignore_errors=True)
   trainer = trainer_lib.Trainer(cfg, args.out, progress=False)
@@ -91,7 +91,7 @@ def main() -> int:
   def collect_and_track(state, *rest):  # a step starts: the one before is complete
     step = int(state.step)
     step_done(step)  # step 0: the warm-start, the step-0 evaluation and checkpoint
-    step_now[0] = step + 1
+    compiles.label = step + 1
     return collect(state, *rest)
 
   trainer.collect = collect_and_track
@@ -105,7 +105,7 @@ def main() -> int:
   peak = lambda first, end: max(steps[s]["peak"] for s in range(first, end + 1))
   base, final = peak(warmup + 1, 2 * warmup), peak(last - warmup + 1, last)
   growth = (final - base) / base
-  late = [{"step": s, "function": name} for s, name in compiles if s > warmup]
+  late = [{"step": s, "function": name} for s, name in compiles.events if s > warmup]
   result = {
       "benchmark": "soak: experiments/tiny_cpu.py", "steps": last, "warmup": warmup,
       "checkpoint_every": cfg.checkpoint_every, "eval_every": cfg.eval_every,
@@ -117,8 +117,8 @@ def main() -> int:
       "rss_mb_at_step_end": {s: mb(steps[s]["rss"]) for s in (warmup, last)},
       "anon_mb_at_step_end": {s: mb(steps[s]["anon"]) for s in (warmup, last)},
       "live_arrays": {s: steps[s]["live_arrays"] for s in (warmup, last)},
-      "compilations": len(compiles),
-      "compilations_by_step": dict(collections.Counter(s for s, _ in compiles)),
+      "compilations": len(compiles.events),
+      "compilations_by_step": dict(collections.Counter(s for s, _ in compiles.events)),
       "compilations_after_warmup": len(late), "compiled_after_warmup": late,
       "rss_ok": growth <= args.max_growth, "compile_ok": not late,
   }

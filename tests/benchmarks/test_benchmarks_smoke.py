@@ -147,6 +147,19 @@ def test_slope_fit():
   assert scaling.fit([2, 4, 8], [3 * x ** 2 for x in (2, 4, 8)])["loglog_slope"] == pytest.approx(2)
 
 
+def test_compile_log_labels_each_compilation():
+  import jax
+  import jax.numpy as jnp
+  x = jnp.ones(7)  # made before the log: its own compilation is not counted
+  log = _hardware.CompileLog(label=3)
+  jax.jit(lambda x: x * 3 + 1)(x).block_until_ready()  # a new function: compiles
+  log.label = None
+  jax.jit(lambda x: x * 5 - 2)(x).block_until_ready()  # not kept
+  log.label = 4
+  jax.jit(lambda x: x * 3 + 1)  # compiled lazily: nothing without a call
+  assert log.events == [(3, "jit(<lambda>)")]
+
+
 def test_profiler_charges_exclusive_time():
   import rollout
   profiler = rollout.Profiler()
