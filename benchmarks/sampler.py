@@ -154,12 +154,11 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
       torch.cuda.synchronize()
     assert out.shape[1] == prompt_len + new
 
+  timed = model is not None
   start = time.perf_counter()
   ours()
   first = time.perf_counter() - start
-  if model is None:
-    theirs = None
-  else:
+  if timed:
     theirs()  # warm-up
   # interleaved, best of each: the CPU is shared, so both sides see the same slow moments.
   # torch's thread pool stalls badly when other processes hold the cores, so transformers gets
@@ -171,7 +170,7 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
   best_threads = default_threads
   for _ in range(repeats):
     ours_s = min(ours_s, _best(ours, 1))
-    for threads in thread_counts if theirs else ():
+    for threads in thread_counts if timed else ():
       torch.set_num_threads(threads)
       elapsed = _best(theirs, 1)
       if elapsed < theirs_s:
@@ -187,7 +186,6 @@ def measure(policy: Policy, model, batch: int, prompt_len: int, new: int, sample
   tokens = batch * new
   flops, bytes_moved = our_work(policy, batch, prompt_len, new)
   used = peaks.utilisation(ours_s, flops, bytes_moved)
-  timed = theirs is not None
   ratio = lambda seconds: round(theirs_s / seconds, 2) if timed else None
   row = dict(dtype=dtype, batch=batch, prompt_len=prompt_len, new_tokens=new,
              mode="sampled" if sampled else "greedy",
