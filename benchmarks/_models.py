@@ -82,27 +82,55 @@ def train_step_flops(c: ModelConfig, batch: int, length: int, groups: int = 0, p
   return 3.0 * epochs * learner_forward_flops(c, batch, length, groups, prefix)
 
 
-def sampler_flops(c: ModelConfig, batch: int, prompt: int, new: int, cache: int,
+def decode_caches(slots: int, new: int, out_len: int) -> list[int]:
+  """The cache slots each of the ``new - 1`` decode steps attends over: ``slots`` prompt slots plus
+  the new-token room of its window (``sampler.decode_windows(out_len)``)."""
+  from spiral_jax.sampling import sampler
+  sizes, done = [], 1  # column 0 comes from the prefill
+  for end in sampler.decode_windows(out_len):
+    last = min(new, end)
+    sizes += [slots + end] * max(last - done, 0)
+    done = max(done, last)
+  return sizes
+
+
+def sampler_flops(c: ModelConfig, batch: int, prompt: int, new: int, slots: int, out_len: int,
                   groups: int = 0, prefix: int = 0) -> float:
   """``sampling.generate``: the prefill over padded prompts (logits for the last position only),
-  then ``new - 1`` decode steps of one token each; every position attends to the whole cache.
-  With ``groups`` shared prefixes of ``prefix`` tokens (``share_prefix``), ``prompt`` is the
-  rows' padded tails and the prefixes run once each, only to fill the cache."""
-  prefill = forward_flops(c, batch * prompt, cache, batch)
+  then ``new - 1`` decode steps of one token each; every position attends to its whole cache:
+  ``slots`` prompt slots plus the new-token room of its decode window (``out_len``: the padded
+  ``new``). With ``groups`` shared prefixes of ``prefix`` tokens (``share_prefix``), ``prompt``
+  is the rows' padded tails, ``slots`` prefix + tail, and the prefixes run once each, only to
+  fill the cache."""
+  from spiral_jax.sampling import sampler
+  first = slots + sampler.decode_windows(out_len)[0]
+  prefill = forward_flops(c, batch * prompt, first, batch)
   if groups and prefix:
-    prefill += prefix_flops(c, groups * prefix, cache)
-  decode = (new - 1) * forward_flops(c, batch, cache, batch)
-  return prefill + decode
+    prefill += prefix_flops(c, groups * prefix, first)
+  caches = decode_caches(slots, new, out_len)
+  return prefill + sum(forward_flops(c, batch, cache, batch) for cache in caches)
+
+
+def sampler_work(c: ModelConfig, batch: int, prompt_len: int, new: int, weight_dtype: str,
+                 cache_dtype: str) -> tuple[float, float]:
+  """FLOPs and decode bytes of ``generate`` on ``batch`` unrelated prompts of ``prompt_len``
+  tokens (whole prompts), on the padded shapes it runs (its default buckets)."""
+  from spiral_jax.sampling import sampler
+  rows, prompt = sampler.bucket(batch), sampler.bucket(prompt_len, minimum=16)
+  out_len = sampler.bucket(new, minimum=16)
+  return (sampler_flops(c, rows, prompt, new, prompt, out_len),
+          sampler_bytes(c, rows, new, prompt, out_len, weight_dtype, cache_dtype))
 
 
 def dtype_bytes(dtype: str) -> int:
   return jnp.dtype(dtype).itemsize
 
 
-def sampler_bytes(c: ModelConfig, batch: int, new: int, cache: int, weight_dtype: str,
-                  cache_dtype: str) -> float:
+def sampler_bytes(c: ModelConfig, batch: int, new: int, slots: int, out_len: int,
+                  weight_dtype: str, cache_dtype: str) -> float:
   """Minimum memory traffic of the decode steps: every step reads every weight it multiplies by
-  (the layers and the vocabulary projection, in the compute dtype) and the whole KV cache."""
+  (the layers and the vocabulary projection, in the compute dtype) and its window's whole KV
+  cache (``decode_caches``)."""
   weights = (layer_matmul_params(c) + c.d_model * c.vocab_size) * dtype_bytes(weight_dtype)
-  kv = 2 * c.num_layers * batch * c.num_kv_heads * c.head_dim * cache * dtype_bytes(cache_dtype)
-  return (new - 1) * float(weights + kv)
+  kv = 2 * c.num_layers * batch * c.num_kv_heads * c.head_dim * dtype_bytes(cache_dtype)
+  return float(sum(weights + kv * cache for cache in decode_caches(slots, new, out_len)))

@@ -155,11 +155,11 @@ def device_detail(model_cfg, calls: list[dict], batches: list[dict], parts: dict
   from spiral_jax.model import transformer
   mean = lambda key: sum(c[key] for c in calls) / len(calls)
   flops = sum(_models.sampler_flops(model_cfg, c["padded_rows"], c["padded_prompt"],
-                                    c["decode_steps"], c["slots"] + c["out_len"], c["groups"],
+                                    c["decode_steps"], c["slots"], c["out_len"], c["groups"],
                                     c["prefix"])
               for c in calls) / steps
   bytes_moved = sum(_models.sampler_bytes(
-      model_cfg, c["padded_rows"], c["decode_steps"], c["slots"] + c["out_len"],
+      model_cfg, c["padded_rows"], c["decode_steps"], c["slots"], c["out_len"],
       model_cfg.jnp_dtype.name, transformer.cache_dtype(model_cfg).name) for c in calls) / steps
   sampler = dict(
       calls_per_step=round(len(calls) / steps, 2), rows_mean=round(mean("rows"), 2),

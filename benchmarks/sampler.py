@@ -77,11 +77,8 @@ def our_work(policy: Policy, batch: int, prompt_len: int, new: int) -> tuple[flo
   """Analytic FLOPs and decode bytes (weights + KV cache) of one ``generate`` call on the padded
   shapes it runs (random prompts share no prefix, so whole prompts)."""
   c = policy.config
-  rows, prompt = sampler.bucket(batch), sampler.bucket(prompt_len, minimum=16)
-  cache = prompt + sampler.bucket(new, minimum=16)
-  return (_models.sampler_flops(c, rows, prompt, new, cache),
-          _models.sampler_bytes(c, rows, new, cache, c.jnp_dtype.name,
-                                transformer.cache_dtype(c).name))
+  return _models.sampler_work(c, batch, prompt_len, new, c.jnp_dtype.name,
+                              transformer.cache_dtype(c).name)
 
 
 def decode_matmul_floor(policy: Policy, rows: int, repeats: int, steps: int = 64) -> float:

@@ -57,7 +57,7 @@ class Sampler:
 
   def measure(self, batch: int, prompt: int, response: int, repeats: int, peaks) -> dict:
     from spiral_jax.model import transformer
-    from spiral_jax.sampling import generate, sampler
+    from spiral_jax.sampling import generate
     rows = np.random.default_rng(batch + prompt).integers(
         1, self.config.vocab_size, (batch, prompt)).tolist()
 
@@ -69,13 +69,9 @@ class Sampler:
     once()
     first = time.perf_counter() - start
     seconds = _hardware.best_time(once, repeats)
-    # the padded shapes generate computes on (its bucketing rules)
-    rows, padded = sampler.bucket(batch), sampler.bucket(prompt, minimum=16)
-    cache = padded + sampler.bucket(response, minimum=16)
-    flops = _models.sampler_flops(self.config, rows, padded, response, cache)
-    moved = _models.sampler_bytes(self.config, rows, response, cache,
-                                  self.config.jnp_dtype.name,
-                                  transformer.cache_dtype(self.config).name)
+    flops, moved = _models.sampler_work(self.config, batch, prompt, response,
+                                        self.config.jnp_dtype.name,
+                                        transformer.cache_dtype(self.config).name)
     return dict(seconds=round(seconds, 5), compile_s=round(max(first - seconds, 0.0), 2),
                 new_tokens_per_s=round(batch * response / seconds, 1), flops_analytic=flops,
                 **peaks.utilisation(seconds, flops, moved))

@@ -153,6 +153,16 @@ def init_cache(config: ModelConfig, batch: int, size: int, dtype: Any = None) ->
                  mask=jnp.zeros((batch, size), bool), index=jnp.zeros((), jnp.int32))
 
 
+def extend_cache(cache: KVCache, size: int) -> KVCache:
+  """``cache`` with empty (masked) slots appended up to ``size`` slots; its ``index`` is kept."""
+  extra = size - cache.size
+  if extra < 0:
+    raise ValueError(f"extend_cache: size {size} is below the cache's {cache.size} slots")
+  return cache.replace(k=tuple(jnp.pad(k, ((0, 0), (0, 0), (0, 0), (0, extra))) for k in cache.k),
+                       v=tuple(jnp.pad(v, ((0, 0), (0, 0), (0, extra), (0, 0))) for v in cache.v),
+                       mask=jnp.pad(cache.mask, ((0, 0), (0, extra))))
+
+
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, visible: jax.Array) -> jax.Array:
   """Grouped-query attention without repeating k/v.
 

@@ -28,6 +28,7 @@ from flax import nnx
 from spiral_jax.model import transformer
 from spiral_jax.model.config import ModelConfig
 from spiral_jax.parallel import mesh as mesh_lib
+from spiral_jax.sampling.sampler import decode_windows
 
 GiB = 1 << 30
 F32 = 4
@@ -273,10 +274,22 @@ def sampler_call_bytes(model: ModelConfig, rows: int, prompt_slots: int, new_slo
               kv_cache_bytes(model, rows, slots, mesh, cache)))
   # tokens and log-probs [rows, new_slots], the slot mask
   out.append(("sampler state", _rows(rows, mesh) * (2 * F32 * new_slots + slots)))
-  out.append(("prefill / decode temporaries",
-              max(prefill_bytes(model, rows, prompt_slots, slots, mesh, cache),
-                  decode_bytes(model, rows, slots, mesh, cache))))
+  first = prompt_slots + decode_windows(new_slots)[0]  # the prefill fills the first window's
+  out.append(("prefill / decode / cache growth temporaries",
+              max(prefill_bytes(model, rows, prompt_slots, first, mesh, cache),
+                  decode_bytes(model, rows, slots, mesh, cache),
+                  cache_growth_bytes(model, rows, prompt_slots, new_slots, mesh, cache))))
   return out
+
+
+def cache_growth_bytes(model: ModelConfig, rows: int, prompt_slots: int, new_slots: int,
+                       mesh: Mapping[str, int], cache_dtype: Any) -> int:
+  """The cache grows window by window (``sampler.decode_windows``); its last growth holds the
+  previous window's cache beside the full one. 0 when one window holds the budget."""
+  windows = decode_windows(new_slots)
+  if len(windows) == 1:
+    return 0
+  return kv_cache_bytes(model, rows, prompt_slots + windows[-2], mesh, cache_dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,10 @@
   group's cache and prefills only its own tail. ``prompt_layout`` uses this when it runs fewer
   padded prefill tokens than the whole prompts; ``share_prefix=False`` turns it off. A
   ``prefix_table`` fixes the prefixes and padded sizes, so a run's calls share one program.
+* Decoding attends only to the cache it has filled, in windows: the cache first holds the prompt
+  and ``DECODE_WINDOW`` new tokens, and doubles its new-token room for each next window
+  (``decode_windows``), so a step reads the keys and values of at most twice the tokens so far
+  instead of the whole ``max_new_tokens`` budget. Each window is one compiled decode loop.
 * With a mesh, the batch is split over the sampling rules' batch axes (``data`` x ``fsdp``) and
   parameters/KV heads over ``tensor`` (``parallel.mesh.SAMPLE_RULES``).
 """
@@ -42,6 +46,8 @@ from spiral_jax.model import transformer
 from spiral_jax.model.policy import Policy, left_pad
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.sampling import prefixes
+
+DECODE_WINDOW = 64  # new-token slots of the first decode window; each next window doubles them
 
 _TRACES: collections.Counter = collections.Counter()
 _COMPILES = [0]
@@ -300,7 +306,8 @@ def _prefill(graphdef, params, prompt, prompt_mask, row_valid, stop_ids, pad_id,
 @functools.partial(jax.jit, static_argnames=("graphdef", "static"), donate_argnames=("state",))
 def _decode(graphdef, params, state: SamplerState, stop_ids, pad_id, temperature, top_p,
             max_new_tokens, *, static: _Static) -> SamplerState:
-  """Decodes one token per step until every row stopped or ``max_new_tokens`` columns are full."""
+  """Decodes one token per step until every row stopped or ``max_new_tokens`` columns are full
+  (the current window's limit: the cache holds ``static.cache_len`` slots)."""
   _TRACES["decode"] += 1
   model, unembedding = _sampling_model(graphdef, params)
 
@@ -318,6 +325,22 @@ def _decode(graphdef, params, state: SamplerState, stop_ids, pad_id, temperature
     return _record(state, tokens, logprobs, stop_ids, pad_id)
 
   return jax.lax.while_loop(keep_going, one_step, state)
+
+
+@functools.partial(jax.jit, static_argnames=("static",))
+def _extend(state: SamplerState, *, static: _Static) -> SamplerState:
+  """The state with its cache grown to ``static.cache_len`` slots for the next decode window."""
+  cache = transformer.extend_cache(state.cache, static.cache_len)
+  return state.replace(cache=_constrain_cache(cache, static))
+
+
+def decode_windows(out_len: int) -> list[int]:
+  """The new-token room of each decode window, the last one ``out_len``: ``DECODE_WINDOW``,
+  then doubling (out_len 32 -> [32]; 128 -> [64, 128]; 4096 -> [64, 128, ..., 4096])."""
+  ends = []
+  while (ends[-1] * 2 if ends else DECODE_WINDOW) < out_len:
+    ends.append(ends[-1] * 2 if ends else DECODE_WINDOW)
+  return ends + [out_len]
 
 
 def _to_host(x: jax.Array) -> np.ndarray:
@@ -478,11 +501,12 @@ def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
   divisor = 1 if mesh is None else mesh_lib.batch_divisor(mesh, rules)
   batch = bucket(len(rows), batch_buckets, multiple_of=divisor)
   out_len = bucket(max_new_tokens, minimum=16)
+  windows = decode_windows(out_len)
   pad_id = policy.pad_id
   layout = prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix, prefix_table)
   row_valid = np.arange(batch) < len(rows)
   static = _Static(greedy=greedy, top_k=int(top_k), use_top_p=top_p < 1.0, out_len=out_len,
-                   cache_len=layout.slots + out_len, mesh=mesh, rules=rules)
+                   cache_len=layout.slots + windows[0], mesh=mesh, rules=rules)
   params = policy.params
   inputs = (layout.tokens, layout.mask, row_valid)
   shared = {}
@@ -503,8 +527,13 @@ def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
                  top_p=jnp.asarray(top_p, jnp.float32))
   state = _prefill(policy.graphdef, params, *inputs, key=jax.random.key(seed), static=static,
                    **scalars, **shared)
-  state = _decode(policy.graphdef, params, state,
-                  max_new_tokens=jnp.asarray(max_new_tokens, jnp.int32), static=static, **scalars)
+  for i, end in enumerate(windows):  # every window runs, so each call compiles the same programs
+    if i:
+      static = dataclasses.replace(static, cache_len=layout.slots + end)
+      state = _extend(state, static=static)
+    state = _decode(policy.graphdef, params, state,
+                    max_new_tokens=jnp.asarray(min(max_new_tokens, end), jnp.int32),
+                    static=static, **scalars)
   out_tokens, logprobs, stopped, lengths = (
       _to_host(x) for x in (state.tokens, state.logprobs, state.stopped, state.lengths))
   count = len(rows)

@@ -116,6 +116,7 @@ def test_sampler_call_within_15_percent_of_xla():
   rules = mesh_lib.SAMPLE_RULES
   graphdef, params = _placed(model, mesh, rules)
   rows = memory.padded_rows(work.sampler_rows, mesh_lib.batch_divisor(mesh, rules))
+  assert sampler.decode_windows(work.new_slots) == [work.new_slots]  # one decode window
   static = sampler._Static(greedy=False, top_k=0, use_top_p=False, out_len=work.new_slots,
                            cache_len=work.prompt_slots + work.new_slots, mesh=mesh, rules=rules)
   split = lambda shape, dtype: jax.ShapeDtypeStruct(
@@ -132,6 +133,35 @@ def test_sampler_call_within_15_percent_of_xla():
   estimate = memory.sampler_call_bytes(model, rows, work.prompt_slots, work.new_slots,
                                        mesh_shape, "cpu")
   _close(sum(b for _, b in estimate), max(_peak(prefill), _peak(decode)))
+
+
+def test_cache_growth_within_15_percent_of_xla():
+  """A 1024-token budget decodes in 5 windows; the last growth (``sampler._extend``, 528 -> 1040
+  slots) holds both caches. Its program leaves the resident weights out, so they are added."""
+  cfg, model, work = _tiny(games_per_round=16, mesh_data=8, mesh_fsdp=1, mesh_tensor=1)
+  mesh = mesh_lib.make_mesh(cfg.mesh_shape)
+  rules = mesh_lib.SAMPLE_RULES
+  rows = memory.padded_rows(work.sampler_rows, mesh_lib.batch_divisor(mesh, rules))
+  prompt, new = 16, 1024
+  assert sampler.decode_windows(new)[-2:] == [512, 1024]
+  static = sampler._Static(greedy=False, top_k=0, use_top_p=False, out_len=new,
+                           cache_len=prompt + new, mesh=mesh, rules=rules)
+  state = jax.eval_shape(lambda: sampler.SamplerState(
+      tokens=jnp.zeros((rows, new), jnp.int32), logprobs=jnp.zeros((rows, new)),
+      last=jnp.zeros(rows, jnp.int32), positions=jnp.zeros(rows, jnp.int32),
+      cache=transformer.init_cache(model, rows, prompt + 512, jnp.float32),
+      stopped=jnp.zeros(rows, bool), lengths=jnp.zeros(rows, jnp.int32),
+      step=jnp.zeros((), jnp.int32), key=jax.random.key(0)))
+  split = lambda x: NamedSharding(mesh, mesh_lib.batch_spec(rules, x.ndim)) if x.ndim else None
+  state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=split(x)), state)
+  extend = sampler._extend.lower(state, static=static).compile(FAST)
+  weights = memory.param_bytes(model, cfg.mesh_shape, rules)
+  rows_out = dict(memory.sampler_call_bytes(model, rows, prompt, new, cfg.mesh_shape, "cpu"))
+  growth = memory.cache_growth_bytes(model, rows, prompt, new, cfg.mesh_shape, np.float32)
+  assert growth == memory.kv_cache_bytes(model, rows, prompt + 512, cfg.mesh_shape, np.float32)
+  at_growth = (weights + rows_out[f"KV cache ({rows} rows x {prompt + new} slots, float32)"]
+               + rows_out["sampler state"] + growth)
+  _close(at_growth, _peak(extend) + weights)
 
 
 def test_refuses_what_cannot_fit_and_names_a_fix_that_fits():
