@@ -81,6 +81,22 @@ def test_scaling_smoke(part):
   assert out[part]["batch"]["points"][0][rate] > 0
 
 
+def test_decode_windows_smoke():
+  """130 new tokens: windows of 64, 128 and 256 slots against one; the byte counts agree with
+  the windows (steps 1-63 see 64 new slots, 64-127 see 128, 128-129 see 256)."""
+  out, _ = run_script("decode_windows.py", "--device", "cpu", "--shapes", "2x16x130",
+                      "--dtypes", "float32", "--repeats", "1", "--model_overrides", SMALL)
+  assert out["benchmark"] == "decode windows against one window" and len(out["results"]) == 2
+  for row in out["results"]:
+    assert row["windows"] == [64, 128, 256] and row["new_tokens"] == 130
+    assert row["windowed_tokens_per_s"] > 0 and row["one_window_tokens_per_s"] > 0
+    assert row["speedup"] > 0
+    kv = 2 * 1 * 2 * 1 * 32 * 4  # (k, v) x layers x rows x KV heads x head dim x float32
+    saved = kv * (63 * (256 - 64) + 64 * (256 - 128))  # slots the windows do not read
+    assert row["one_window_decode_bytes"] - row["windowed_decode_bytes"] == saved
+    assert row["bytes_ratio"] > 1
+
+
 def test_rollout_smoke():
   out, seconds = run_script(
       "rollout.py", "--device", "cpu", "--steps", "1", "--warm_start_steps", "0",
