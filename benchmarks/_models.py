@@ -82,12 +82,13 @@ def train_step_flops(c: ModelConfig, batch: int, length: int, groups: int = 0, p
   return 3.0 * epochs * learner_forward_flops(c, batch, length, groups, prefix)
 
 
-def decode_caches(slots: int, new: int, out_len: int) -> list[int]:
+def decode_caches(slots: int, new: int, out_len: int,
+                  windows: list[int] | None = None) -> list[int]:
   """The cache slots each of the ``new - 1`` decode steps attends over: ``slots`` prompt slots plus
-  the new-token room of its window (``sampler.decode_windows(out_len)``)."""
+  the new-token room of its window (``windows``, default ``sampler.decode_windows(out_len)``)."""
   from spiral_jax.sampling import sampler
   sizes, done = [], 1  # column 0 comes from the prefill
-  for end in sampler.decode_windows(out_len):
+  for end in windows or sampler.decode_windows(out_len):
     last = min(new, end)
     sizes += [slots + end] * max(last - done, 0)
     done = max(done, last)
@@ -127,10 +128,11 @@ def dtype_bytes(dtype: str) -> int:
 
 
 def sampler_bytes(c: ModelConfig, batch: int, new: int, slots: int, out_len: int,
-                  weight_dtype: str, cache_dtype: str) -> float:
+                  weight_dtype: str, cache_dtype: str, windows: list[int] | None = None) -> float:
   """Minimum memory traffic of the decode steps: every step reads every weight it multiplies by
   (the layers and the vocabulary projection, in the compute dtype) and its window's whole KV
-  cache (``decode_caches``)."""
+  cache (``decode_caches``; ``windows=[out_len]``: one window, the sampler before e072de0)."""
   weights = (layer_matmul_params(c) + c.d_model * c.vocab_size) * dtype_bytes(weight_dtype)
   kv = 2 * c.num_layers * batch * c.num_kv_heads * c.head_dim * dtype_bytes(cache_dtype)
-  return float(sum(weights + kv * cache for cache in decode_caches(slots, new, out_len)))
+  caches = decode_caches(slots, new, out_len, windows)
+  return float(sum(weights + kv * cache for cache in caches))

@@ -59,14 +59,9 @@ def measure(policy: Policy, batch: int, prompt_len: int, new: int, greedy: bool,
   out_len = sampler.bucket(new, minimum=16)
   prompt = sampler.bucket(prompt_len, minimum=16)
   rows = sampler.bucket(batch)
-  moved = lambda room: _models.sampler_bytes(c, rows, new, prompt, room, c.jnp_dtype.name,
-                                             transformer.cache_dtype(c).name)
-  with_windows = moved(out_len)
-  sampler.DECODE_WINDOW = ONE_WINDOW  # the same count with one window: its steps see it all
-  try:
-    one_window = moved(out_len)
-  finally:
-    sampler.DECODE_WINDOW = default
+  moved = lambda windows: _models.sampler_bytes(c, rows, new, prompt, out_len, c.jnp_dtype.name,
+                                                transformer.cache_dtype(c).name, windows)
+  with_windows, one_window = moved(None), moved([out_len])
   return dict(dtype=c.jnp_dtype.name, batch=batch, prompt_len=prompt_len, new_tokens=new,
               mode="greedy" if greedy else "sampled", windows=sampler.decode_windows(out_len),
               windowed_tokens_per_s=round(batch * new / best[default], 1),

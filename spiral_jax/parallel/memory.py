@@ -274,7 +274,7 @@ def sampler_call_bytes(model: ModelConfig, rows: int, prompt_slots: int, new_slo
               kv_cache_bytes(model, rows, slots, mesh, cache)))
   # tokens and log-probs [rows, new_slots], the slot mask
   out.append(("sampler state", _rows(rows, mesh) * (2 * F32 * new_slots + slots)))
-  first = prompt_slots + decode_windows(new_slots)[0]  # the prefill fills the first window's
+  first = prompt_slots + decode_windows(new_slots)[0]  # the cache the prefill fills
   out.append(("prefill / decode / cache growth temporaries",
               max(prefill_bytes(model, rows, prompt_slots, first, mesh, cache),
                   decode_bytes(model, rows, slots, mesh, cache),

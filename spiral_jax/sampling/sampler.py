@@ -337,9 +337,10 @@ def _extend(state: SamplerState, *, static: _Static) -> SamplerState:
 def decode_windows(out_len: int) -> list[int]:
   """The new-token room of each decode window, the last one ``out_len``: ``DECODE_WINDOW``,
   then doubling (out_len 32 -> [32]; 128 -> [64, 128]; 4096 -> [64, 128, ..., 4096])."""
-  ends = []
-  while (ends[-1] * 2 if ends else DECODE_WINDOW) < out_len:
-    ends.append(ends[-1] * 2 if ends else DECODE_WINDOW)
+  ends, end = [], DECODE_WINDOW
+  while end < out_len:
+    ends.append(end)
+    end *= 2
   return ends + [out_len]
 
 
