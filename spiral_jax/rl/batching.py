@@ -91,10 +91,7 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
     floor, room = ShapeFloor(), [len(r) for r in responses]
     groups, shared = prefix_groups(prompts, room)
     prefixes = [list(prompts[g[0]][:n]) for g, n in zip(groups, shared)]
-    owner = [0] * b
-    for gi, g in enumerate(groups):
-      for i in g:
-        owner[i] = gi
+    owner = prefix_lib.owners(groups, b)
   else:
     room = [response_len] * b
     owner = _match_groups(prompts, floor, response_len)

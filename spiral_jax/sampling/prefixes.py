@@ -60,6 +60,15 @@ def prefix_groups(prompts: Sequence[Sequence[int]], cost: Cost,
     best, groups, shared = value, new, new_shared
 
 
+def owners(groups: Sequence[Sequence[int]], count: int) -> list[int]:
+  """Each of ``count`` rows' group index, from ``groups`` (row indices per group)."""
+  owner = [0] * count
+  for gi, g in enumerate(groups):
+    for i in g:
+      owner[i] = gi
+  return owner
+
+
 def longest_match(prompt: Sequence[int], prefixes: Sequence[Sequence[int]]) -> int:
   """The index of the longest prefix ``prompt`` starts with, leaving it a token; -1 if none."""
   best, best_len = -1, -1

@@ -446,10 +446,7 @@ def prompt_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
   groups, shared = prefixes.prefix_groups(rows, cost)
   if cost(groups, shared) >= batch * length(max(map(len, rows))):  # whole prompts' positions
     return whole()
-  owners = [0] * len(rows)
-  for gi, g in enumerate(groups):
-    for i in g:
-      owners[i] = gi
+  owners = prefixes.owners(groups, len(rows))
   tail = max(len(row) - shared[j] for row, j in zip(rows, owners))
   return _shared_layout(rows, batch, pad_id, [list(rows[g[0]][:n]) for g, n in zip(groups, shared)],
                         owners, bucket(len(groups)), length(max(shared)), length(tail))
