@@ -55,6 +55,21 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
                       help="JAX backend to run on (default: whatever jax.devices() gives)")
 
 
+def add_decode_flags(parser: argparse.ArgumentParser, shapes: str) -> None:
+  """The sampler benchmarks' flags: ``--device``, ``--repeats``, ``--shapes`` (default ``shapes``,
+  read with ``parse_shapes``) and ``--dtypes``."""
+  add_device_flag(parser)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--shapes", default=shapes,
+                      help="comma-separated batch x prompt length x new tokens")
+  parser.add_argument("--dtypes", default="float32,bfloat16")
+
+
+def parse_shapes(text: str) -> list[tuple[int, ...]]:
+  """``"32x64x128,8x256x64"`` -> [(32, 64, 128), (8, 256, 64)]."""
+  return [tuple(int(x) for x in s.split("x")) for s in text.split(",")]
+
+
 def select_device(name: str | None) -> None:
   """Makes ``name`` JAX's only platform; call before anything touches a device."""
   if name is None:

@@ -73,16 +73,12 @@ def measure(policy: Policy, batch: int, prompt_len: int, new: int, greedy: bool,
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  _hardware.add_device_flag(parser)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--shapes", default="32x64x128,8x64x1024",
-                      help="comma-separated batch x prompt length x new tokens")
-  parser.add_argument("--dtypes", default="float32,bfloat16")
+  _hardware.add_decode_flags(parser, shapes="32x64x128,8x64x1024")
   parser.add_argument("--model_overrides", default="",
                       help="JSON of ModelConfig fields that shrink the model (smoke tests)")
   args = parser.parse_args(argv)
   _hardware.select_device(args.device)
-  shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+  shapes = _hardware.parse_shapes(args.shapes)
   results = []
   for dtype in args.dtypes.split(","):
     config = _models.tiny_qwen3(dtype, dtype, args.model_overrides or None)

@@ -244,17 +244,13 @@ def merge_tunix(results: list[dict], tunix_results: list[dict]) -> list[dict]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  _hardware.add_device_flag(parser)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--shapes", default="32x64x128,8x256x64",
-                      help="comma-separated batch x prompt length x new tokens")
-  parser.add_argument("--dtypes", default="float32,bfloat16")
+  _hardware.add_decode_flags(parser, shapes="32x64x128,8x256x64")
   parser.add_argument("--tunix_python", default=os.environ.get("SPIRAL_TUNIX_PYTHON", ""),
                       help="Python of a virtual environment with google-tunix: adds Tunix's "
                            "sampler (default: $SPIRAL_TUNIX_PYTHON; empty skips Tunix)")
   args = parser.parse_args()
   _hardware.select_device(args.device)
-  shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+  shapes = _hardware.parse_shapes(args.shapes)
   hf_device, skipped = torch_device(jax.default_backend(), torch.cuda.is_available())
   results, tunix_runs, peaks, floors = [], [], {}, {}
   with tempfile.TemporaryDirectory() as folder:

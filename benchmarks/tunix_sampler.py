@@ -118,18 +118,14 @@ def main() -> None:
   import _hardware  # jax and numpy only, so it imports in Tunix's environment too
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  _hardware.add_device_flag(parser)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--shapes", default="32x64x128,8x256x64",
-                      help="comma-separated batch x prompt length x new tokens")
-  parser.add_argument("--dtypes", default="float32,bfloat16")
+  _hardware.add_decode_flags(parser, shapes="32x64x128,8x256x64")
   parser.add_argument("--modes", default="greedy,sampled")
   parser.add_argument("--config", default="",
                       help="HF Qwen3 config keys as JSON (default: TINY_QWEN3 from _models.py)")
   args = parser.parse_args()
   _hardware.select_device(args.device)
   hf = json.loads(args.config) if args.config else tiny_qwen3_from_source()
-  shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+  shapes = _hardware.parse_shapes(args.shapes)
   modes = args.modes.split(",")
   if not set(modes) <= {"greedy", "sampled"}:
     raise SystemExit(f"--modes must name greedy and/or sampled, got {args.modes!r}")
