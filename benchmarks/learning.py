@@ -1,6 +1,6 @@
 """The CPU default with and without RAE, side by side (the paper's ablation at toy scale).
 
-Runs ``experiments/tiny_cpu.py`` twice (``rae=True`` and ``rae=False``, same seed and steps),
+Runs ``experiments/tiny_cpu.py`` twice (``rl.rae=True`` and ``rl.rae=False``, same seed and steps),
 writes both runs' curves (exploitability, win rate against random, invalid rate, response length)
 to ``OUT/learning.json`` and one PNG, ``OUT/learning.png``, and prints a JSON summary.
 
@@ -20,7 +20,7 @@ CURVES = ("exploitability", "vs_random/win_rate", "vs_random/mean_reward", "inva
 
 def run(workdir: str, steps: int, rae: bool) -> list[dict]:
   cmd = [sys.executable, "-m", "spiral_jax.train", "--config=experiments/tiny_cpu.py",
-         f"--workdir={workdir}", f"--config.num_steps={steps}", f"--config.rae={rae}",
+         f"--workdir={workdir}", f"--config.num_steps={steps}", f"--config.rl.rae={rae}",
          "--progress=false"]
   subprocess.run(cmd, check=True)
   from spiral_jax import metrics

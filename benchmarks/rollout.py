@@ -18,7 +18,7 @@ script wraps existing functions from outside, and the wrappers that end on the d
   ``sampler.generate`` (sampler_host: padding, transfers, stop handling) and everything else the
   step does (python: the turn loop, key folding, metrics, the progress bar).
 
-The sampler's padded shapes (its ``device_detail``) come from ``sampler.prompt_layout`` run again
+The sampler's padded shapes (its ``device_detail``) come from ``prefixes.prompt_layout`` run again
 on each call's prompts, with the call's own settings (a shared-prefix call: its group count,
 prefix and tail lengths; that bookkeeping, well under a millisecond, is charged to sampler_host).
 
@@ -95,7 +95,7 @@ def instrument(trainer, profiler: Profiler, calls: list[dict], batches: list[dic
   Appends each sampler call's shapes to ``calls`` and each learner batch's to ``batches``."""
   from spiral_jax.rl import batching
   from spiral_jax.rl import train_step as ts
-  from spiral_jax.sampling import sampler
+  from spiral_jax.sampling import prefixes, sampler
   from spiral_jax.text import templates
   # module attributes, looked up at call time by their callers
   sampler._prefill = profiler.wrap("sampler_prefill", sampler._prefill, block=True)
@@ -106,7 +106,7 @@ def instrument(trainer, profiler: Profiler, calls: list[dict], batches: list[dic
     out = generate(policy, prompts, max_new_tokens, **kwargs)
     if profiler.active:  # the padded shapes generate compiles for (its own bucketing rules)
       rows = sampler.bucket(len(prompts), kwargs.get("batch_buckets"))
-      layout = sampler.prompt_layout(prompts, rows, 0, kwargs.get("prompt_buckets"),
+      layout = prefixes.prompt_layout(prompts, rows, 0, kwargs.get("prompt_buckets"),
                                      kwargs.get("share_prefix", True), kwargs.get("prefix_table"))
       shared = layout.prefix is not None
       calls.append(dict(
@@ -198,15 +198,15 @@ def run(args, overrides: list[str]) -> dict:
   from experiments import tiny_cpu
   from spiral_jax import config as config_lib
   from spiral_jax.rl import sft
-  from spiral_jax.rl import trainer as trainer_lib
+  from spiral_jax.run import trainer as trainer_lib
 
   c = tiny_cpu.get_config()
   workdir = tempfile.mkdtemp(prefix="bench_rollout_")
   resume = copy_run(args.from_run, workdir) if args.from_run else 0
   c.num_steps = resume + 1 + args.steps
-  c.eval_every = 0
-  c.checkpoint_every = 10 ** 6  # only step 0 (before the first step) and the last are saved
-  c.warm_start_steps = args.warm_start_steps
+  c.eval.every = 0
+  c.checkpoint.every = 10 ** 6  # only step 0 (before the first step) and the last are saved
+  c.warm_start.steps = args.warm_start_steps
   for item in overrides:  # --config.batch_size=16 style, as the training command line takes them
     key, _, value = item.removeprefix("--config.").partition("=")
     target = c
@@ -278,7 +278,7 @@ def run(args, overrides: list[str]) -> dict:
   peaks = _hardware.Peaks(trainer.policy.config.jnp_dtype.name, repeats=3)
   detail = device_detail(trainer.policy.config, [c for c in calls if c["step"] > first],
                          [b for b in batches if b["step"] > first], split, len(measured),
-                         cfg.epochs, peaks)
+                         cfg.rl.epochs, peaks)
   wall = mean("wall")
   host = sum(parts[p] for p in HOST_PARTS)
   late = [{"step": s, "function": name} for s, name in compiles.events if s > first]
@@ -289,9 +289,9 @@ def run(args, overrides: list[str]) -> dict:
       benchmark="rollout: one policy step of experiments/tiny_cpu.py", **_hardware.device_info(),
       cpu_count=os.cpu_count(), steps_measured=measured,
       policy=f"trained: {args.from_run}" if args.from_run else
-      f"{cfg.warm_start_steps} warm-start steps",
+      f"{cfg.warm_start.steps} warm-start steps",
       batch_size=cfg.batch_size, games_per_round=cfg.games_per_round,
-      max_new_tokens=cfg.sampling.max_new_tokens, epochs=cfg.epochs,
+      max_new_tokens=cfg.sampling.max_new_tokens, epochs=cfg.rl.epochs,
       step_s=round(wall, 4), first_step_s=round(steps[first]["wall"], 3),
       parts_s=parts, device_s=round(sum(parts[p] for p in DEVICE_PARTS), 4),
       host_s=round(host, 4), host_share=round(host / wall, 4), goal=GOAL,

@@ -14,7 +14,7 @@ The warm-up, and the cycle the peaks are taken over, is ``max(eval_every, checkp
 steps. Step 1 compiles the sampler and the learner; the first checkpoint and evaluation after
 training starts compile their pieces again where the arrays' training shardings differ (not on
 one device). From then on every shape is fixed (``rl/batching.floor_for``,
-``rollout.policy_sample_fn(batch_rows=)``). Peaks over whole cycles compare like with like: the
+``agents.policy_sample_fn(batch_rows=)``). Peaks over whole cycles compare like with like: the
 RSS read at a step's end swings by ~0.7 GB (the update's temporaries are freed in the next tens
 of milliseconds; checkpoint steps end later), which single readings would mistake for a trend.
 
@@ -65,13 +65,13 @@ def main() -> int:
   import _hardware
   from experiments import tiny_cpu
   from spiral_jax import config as config_lib
-  from spiral_jax.rl import trainer as trainer_lib
+  from spiral_jax.run import trainer as trainer_lib
 
   c = tiny_cpu.get_config()
-  c.num_steps, c.checkpoint_every = args.steps, args.checkpoint_every
+  c.num_steps, c.checkpoint.every = args.steps, args.checkpoint_every
   if args.eval_every is not None:
-    c.eval_every = args.eval_every
-  warmup = args.warmup if args.warmup is not None else max(c.eval_every, c.checkpoint_every)
+    c.eval.every = args.eval_every
+  warmup = args.warmup if args.warmup is not None else max(c.eval.every, c.checkpoint.every)
   if not 0 < 2 * warmup <= args.steps:
     parser.error(f"--steps={args.steps} must hold the warm-up ({warmup} steps) and one more cycle")
   cfg = config_lib.from_config_dict(c)
@@ -108,7 +108,7 @@ def main() -> int:
   late = [{"step": s, "function": name} for s, name in compiles.events if s > warmup]
   result = {
       "benchmark": "soak: experiments/tiny_cpu.py", "steps": last, "warmup": warmup,
-      "checkpoint_every": cfg.checkpoint_every, "eval_every": cfg.eval_every,
+      "checkpoint_every": cfg.checkpoint.every, "eval_every": cfg.eval.every,
       "seconds": round(seconds, 1), "devices": jax.device_count(),
       "rss_mb_after_warmup": mb(base),  # peak over steps warmup+1 .. 2 warmup
       "rss_mb_end": mb(final),  # peak over the last warmup steps

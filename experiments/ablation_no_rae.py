@@ -5,5 +5,5 @@ from experiments import tiny_cpu
 
 def get_config():
   c = tiny_cpu.get_config()
-  c.rae = False
+  c.rl.rae = False
   return c

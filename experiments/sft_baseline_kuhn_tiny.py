@@ -3,35 +3,32 @@
   python -m spiral_jax.sft --config=experiments/sft_baseline_kuhn_tiny.py --workdir=runs/sft_kuhn
   python -m spiral_jax.evaluate --workdir=runs/sft_kuhn      # (or --config=this file + overrides)
 
-The same model, tokenizer and evaluation as ``tiny_cpu.py``; ``warm_start_steps`` supervised steps
+The same model, tokenizer and evaluation as ``tiny_cpu.py``; ``warm_start.steps`` supervised steps
 on expert (Nash equilibrium, alpha 1/6) games replace the random-move warm-start and self-play.
 Compare its exploitability with the self-play run's. A few minutes on 2 CPU cores.
 """
-import ml_collections
-
 from experiments import tiny_cpu
 
 
 def get_config():
   c = tiny_cpu.get_config()
   c.num_steps = 0                       # no self-play; `spiral_jax.train` on this workdir adds it
-  c.warm_start_steps = 150              # the SFT steps (batch_size expert moves each)
-  c.warm_start_learning_rate = 3e-3
+  c.warm_start.steps = 150              # the SFT steps (batch_size expert moves each)
+  c.warm_start.learning_rate = 3e-3
   # Expert responses restate the card ("The opponent bet; I have K \boxed{[call]}"): up to
   # 16 tokens with the end of turn in the 512-piece tokenizer.
-  c.sampling = ml_collections.ConfigDict(dict(max_new_tokens=24, temperature=1.0, top_p=1.0,
-                                              top_k=0))
-  c.loss.drgrpo_constant = 24.0
-  c.eval_every = 1                      # evaluate the SFT policy once, at its step 0
-  c.eval_games = 256
-  c.eval_opponents = ("random", "expert", "self")
-  c.eval_kuhn_samples = 50              # also the exploitability of sampled play
-  c.eval_extra_games = ()
-  c.eval_games_per_batch = 0
-  c.eval_reasoning = ()                 # a 2-layer model has no reasoning to measure
-  c.eval_data_dir = ""
-  c.eval_source_dir = ""
-  c.eval_reasoning_limit = 0
-  c.eval_reasoning_samples = 4
-  c.eval_reasoning_max_new_tokens = 512
+  c.sampling.update(dict(max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0))
+  c.rl.loss.drgrpo_constant = 24.0
+  c.eval.every = 1                      # evaluate the SFT policy once, at its step 0
+  c.eval.games = 256
+  c.eval.opponents = ("random", "expert", "self")
+  c.eval.kuhn_samples = 50              # also the exploitability of sampled play
+  c.eval.extra_games = ()
+  c.eval.games_per_batch = 0
+  c.eval.reasoning = ()                 # a 2-layer model has no reasoning to measure
+  c.eval.data_dir = ""
+  c.eval.source_dir = ""
+  c.eval.reasoning_limit = 0
+  c.eval.reasoning_samples = 4
+  c.eval.reasoning_max_new_tokens = 512
   return c

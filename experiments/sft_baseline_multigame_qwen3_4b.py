@@ -17,19 +17,19 @@ from experiments import paper_multigame_qwen3_4b
 def get_config():
   c = paper_multigame_qwen3_4b.get_config()
   c.num_steps = 0                       # no self-play; `spiral_jax.train` on this workdir adds it
-  c.warm_start_steps = 200              # the SFT steps (batch_size = 128 expert moves each)
-  c.warm_start_learning_rate = 1e-5
-  c.eval_every = 0                      # evaluate with `python -m spiral_jax.evaluate` afterwards
-  c.eval_games = 512                    # SPIRAL.md section 5
-  c.eval_games_per_batch = 128
-  c.eval_opponents = ("random", "expert")
-  c.eval_extra_games = ()
-  c.eval_kuhn_samples = 0               # 5-round Kuhn has no exact exploitability
-  c.eval_reasoning = ("math500", "aime24", "aime25", "amc23", "olympiadbench", "minerva_math",
+  c.warm_start.steps = 200              # the SFT steps (batch_size = 128 expert moves each)
+  c.warm_start.learning_rate = 1e-5
+  c.eval.every = 0                      # evaluate with `python -m spiral_jax.evaluate` afterwards
+  c.eval.games = 512                    # SPIRAL.md section 5
+  c.eval.games_per_batch = 128
+  c.eval.opponents = ("random", "expert")
+  c.eval.extra_games = ()
+  c.eval.kuhn_samples = 0               # 5-round Kuhn has no exact exploitability
+  c.eval.reasoning = ("math500", "aime24", "aime25", "amc23", "olympiadbench", "minerva_math",
                       "gpqa_diamond", "mmlu_pro")
-  c.eval_data_dir = "/data/tensorflow_datasets"   # where the TFDS benchmarks are built
-  c.eval_source_dir = "/data/benchmarks"          # <dir>/<benchmark>/ public files (datasets.py)
-  c.eval_reasoning_limit = 0
-  c.eval_reasoning_samples = 4
-  c.eval_reasoning_max_new_tokens = 8192
+  c.eval.data_dir = "/data/tensorflow_datasets"   # where the TFDS benchmarks are built
+  c.eval.source_dir = "/data/benchmarks"          # <dir>/<benchmark>/ public files (datasets.py)
+  c.eval.reasoning_limit = 0
+  c.eval.reasoning_samples = 4
+  c.eval.reasoning_max_new_tokens = 8192
   return c

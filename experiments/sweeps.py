@@ -1,14 +1,14 @@
 """Config sweeps: named lists of points, each point a dict of dotted config overrides.
 
-  grid(rae=[True, False])                                  2 points: rae=True, rae=False
+  grid(**{"rl.rae": [True, False]})                        2 points: rl.rae=True, rl.rae=False
   zip_(**{"sampling.max_new_tokens": [16, 32],
-          "loss.drgrpo_constant": [16.0, 32.0]})           2 points, the axes move together
-  product(grid(rae=[True, False]), grid(seed=[0, 1, 2]))   6 points
+          "rl.loss.drgrpo_constant": [16.0, 32.0]})        2 points, the axes move together
+  product(grid(seed=[0, 1]), grid(opponent=["self"]))      2 points
   grid(seed=[0, 1]) + grid(opponent=["random"])            3 points (a sweep is a plain list)
 
 Keys name fields of an ``experiments/*.py`` config, with or without the ``config.`` prefix; a
-point is stored with it: ``{"config.rae": False}``, which ``to_cli_args`` turns into the flag
-``--config.rae=False`` that ``python -m spiral_jax.train`` applies on top of its ``--config`` file.
+point is stored with it: ``{"config.rl.rae": False}``, which ``to_cli_args`` turns into the flag
+``--config.rl.rae=False`` that ``python -m spiral_jax.train`` applies on top of its ``--config`` file.
 ``check`` parses each point's flags against a config file (ml_collections), so a misspelt field or a
 value of the wrong type fails before any machine is rented.
 
@@ -32,7 +32,7 @@ _KEY = re.compile(r"config(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 def _key(name: str) -> str:
-  """``rae`` or ``config.rae`` -> ``config.rae`` (checked to be a dotted field path)."""
+  """``rl.rae`` or ``config.rl.rae`` -> ``config.rl.rae`` (checked to be a dotted field path)."""
   key = name if name.startswith("config.") else f"config.{name}"
   if not _KEY.fullmatch(key):
     raise ValueError(f"sweep axis {name!r} is not a dotted config field such as 'rae' or "
@@ -82,15 +82,15 @@ def product(*sweeps: Sweep) -> Sweep:
 
 SWEEPS: dict[str, Sweep] = {
     # The paper's ablation, the 2-point example: RAE baselines on and off.
-    "rae_ablation": grid(rae=[True, False]),
+    "rae_ablation": grid(**{"rl.rae": [True, False]}),
     "seeds": grid(seed=[0, 1, 2]),
-    "rae_ablation_seeds": product(grid(rae=[True, False]), grid(seed=[0, 1, 2])),
+    "rae_ablation_seeds": product(grid(**{"rl.rae": [True, False]}), grid(seed=[0, 1, 2])),
     # Around the paper's constant 1e-6 (SPIRAL.md): the paper configs' learning rate.
     "lr": grid(**{"optim.learning_rate": [3e-7, 1e-6, 3e-6]}),
     "opponents": grid(opponent=["self", "random", "expert"]),
     # The Dr.GRPO constant is the response budget, so the two move together.
     "response_budget": zip_(**{"sampling.max_new_tokens": [16, 24, 32],
-                               "loss.drgrpo_constant": [16.0, 24.0, 32.0]}),
+                               "rl.loss.drgrpo_constant": [16.0, 24.0, 32.0]}),
 }
 
 
@@ -115,7 +115,7 @@ def format_value(value: Any) -> str:
 
 
 def to_cli_args(point: Point) -> list[str]:
-  """``{"config.rae": False}`` -> ``["--config.rae=False"]`` (in the point's key order)."""
+  """``{"config.rl.rae": False}`` -> ``["--config.rl.rae=False"]`` (in the point's key order)."""
   return [f"--{key}={format_value(value)}" for key, value in point.items()]
 
 

@@ -108,16 +108,27 @@ class Checkpointer:
   frozen reference of a KL penalty, and the baseline of every comparison).
   """
 
-  def __init__(self, directory: str, keep: int = 3, async_save: bool = True):
+  def __init__(self, directory: str, keep: int = 3, async_save: bool = True,
+               read_only: bool = False, keep_first: bool = True):
+    """``read_only``: for reading another run's checkpoints (opponents, evaluation): nothing is
+    created, cleaned or moved there. ``keep_first``: keep step 0 beside the newest ``keep``."""
     self.directory = os.path.abspath(directory)
-    policies = ocp.checkpoint_managers
-    keep_policy = policies.AnyPreservationPolicy([policies.LatestN(keep),
-                                                  policies.CustomSteps([0])])
-    self.manager = ocp.CheckpointManager(
-        self.directory, item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(preservation_policy=keep_policy, create=True,
+    self.read_only = read_only
+    if read_only:
+      if not os.path.isdir(self.directory):
+        raise FileNotFoundError(f"{self.directory} does not exist: pass a training run's workdir "
+                                "(it holds checkpoints/<step>)")
+      options = ocp.CheckpointManagerOptions(read_only=True)
+    else:
+      policies = ocp.checkpoint_managers
+      keep_policy = policies.AnyPreservationPolicy(
+          [policies.LatestN(keep)] + ([policies.CustomSteps([0])] if keep_first else []))
+      options = ocp.CheckpointManagerOptions(preservation_policy=keep_policy, create=True,
                                              enable_async_checkpointing=async_save,
-                                             cleanup_tmp_directories=True))
+                                             cleanup_tmp_directories=True)
+    self.manager = ocp.CheckpointManager(self.directory,
+                                         item_handlers=ocp.StandardCheckpointHandler(),
+                                         options=options)
 
   def save(self, step: int, state: Any, force: bool = False) -> bool:
     """Starts writing ``state`` as ``step`` (in the background when async); the fingerprints are
@@ -147,14 +158,7 @@ class Checkpointer:
       restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # any read failure of arrays whose layout was just checked
       raise CorruptCheckpointError(f"{where} could not be read: {_first_line(e)}") from e
-    if expected is not None:
-      actual = fingerprints(restored)
-      altered = [name for name, value in expected.items() if actual.get(name) != value]
-      if altered:
-        more = f" (and {len(altered) - 1} more arrays)" if len(altered) > 1 else ""
-        raise CorruptCheckpointError(
-            f"{where}: {altered[0]}{more} does not match the fingerprint recorded when it was "
-            "saved; its files changed after the save")
+    self._check_fingerprints(restored, expected, where)
     return restored
 
   def restore_latest(self, like: Any, fields: Mapping[str, Any] | None = None) -> Any | None:
@@ -186,6 +190,55 @@ class Checkpointer:
           f"newest: {error}. Move the folder aside to start over.") from error
     return None
 
+  def steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def restore_params(self, step: int | None, like: Any,
+                     fields: Mapping[str, Any] | None = None) -> tuple[Any, int]:
+    """Only the ``params`` of a saved ``TrainState`` (one copy of the weights, for an opponent or
+    an evaluation), onto ``like``'s shapes, dtypes and shardings, with the same checks as
+    ``restore``: the layout first, then each array's recorded fingerprint. Returns
+    ``(params, step)``. ``step`` None: the newest step that restores intact, with a warning for
+    each newer broken one (nothing is moved: the folder may be another run's)."""
+    if step is not None:
+      return self._restore_params(step, like, fields), step
+    failures = []
+    for candidate in sorted(self.manager.all_steps(), reverse=True):
+      try:
+        params = self._restore_params(candidate, like, fields)
+      except CorruptCheckpointError as e:
+        failures.append(e)
+        continue
+      for error in failures:
+        logging.warning("%s\nUsing step %d instead.", error, candidate)
+      return params, candidate
+    if failures:
+      raise CorruptCheckpointError(f"no checkpoint under {self.directory} restores intact "
+                                   f"({len(failures)} tried); the newest: {failures[0]}")
+    raise FileNotFoundError(f"no checkpoint under {self.directory}: pass a run's workdir that "
+                            "holds checkpoints/<step>, or a Hugging Face folder")
+
+  def _restore_params(self, step: int, like: Any, fields: Mapping[str, Any] | None) -> Any:
+    where = f"checkpoint {step} under {self.directory}"
+    if step not in self.manager.all_steps():
+      raise CheckpointMismatchError(f"{where} does not exist; the saved steps are {self.steps()}")
+    expected = self._recorded_fingerprints(step, where)
+    target = {"params": jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)}
+    self._check_fits(step, target, fields or {}, where, partial=True)
+    reader = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+        read_only=True))  # a PyTree reader: the standard handler cannot read a subtree
+    try:
+      restored = reader.restore(step, args=ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True))
+    except Exception as e:  # any read failure of arrays whose layout was just checked
+      raise CorruptCheckpointError(f"{where} could not be read: {_first_line(e)}") from e
+    finally:
+      reader.close()
+    self._check_fingerprints(restored, expected, where)
+    return restored["params"]
+
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
@@ -202,7 +255,22 @@ class Checkpointer:
       return None
     return {str(k): int(v) for k, v in custom[FINGERPRINTS].items()}
 
-  def _check_fits(self, step: int, like: Any, fields: Mapping[str, Any], where: str) -> None:
+  @staticmethod
+  def _check_fingerprints(restored: Any, expected: dict[str, int] | None, where: str) -> None:
+    """Every restored array against the fingerprint recorded at its save (a subtree: its own)."""
+    if expected is None:
+      return
+    actual = fingerprints(restored)
+    altered = [name for name, value in actual.items() if expected.get(name) != value]
+    if altered:
+      more = f" (and {len(altered) - 1} more arrays)" if len(altered) > 1 else ""
+      raise CorruptCheckpointError(
+          f"{where}: {altered[0]}{more} does not match the fingerprint recorded when it was "
+          "saved; its files changed after the save")
+
+  def _check_fits(self, step: int, like: Any, fields: Mapping[str, Any], where: str,
+                  partial: bool = False) -> None:
+    """``partial``: ``like`` is a subtree (the params): saved arrays outside it are fine."""
     try:
       saved_tree = self.manager.item_metadata(step)
       saved_tree = getattr(saved_tree, "tree", saved_tree)
@@ -232,8 +300,9 @@ class Checkpointer:
         suspects = [k for k, v in fields.items() if isinstance(v, str) and v == dtype.name]
         problems.append(f"checkpoint {name} has dtype {saved_dtype.name} but the config gives "
                         f"{dtype.name}" + (f" ({' or '.join(suspects)}?)" if suspects else ""))
-    problems += [f"checkpoint has {name} {saved[name][0]}, which the config lacks"
-                 for name in saved if name not in wanted]
+    if not partial:
+      problems += [f"checkpoint has {name} {saved[name][0]}, which the config lacks"
+                   for name in saved if name not in wanted]
     if problems:
       more = f"; and {len(problems) - 1} more arrays differ" if len(problems) > 1 else ""
       raise CheckpointMismatchError(

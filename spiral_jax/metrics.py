@@ -6,19 +6,8 @@ import math
 import os
 from typing import Any, Mapping
 
-import numpy as np
-
-METRICS_FILE = "metrics.jsonl"
-
-
-def _plain(value: Any) -> Any:
-  """A JSON value; a non-finite float becomes null, so every line stays strict JSON."""
-  if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "__array__"):
-    value = np.asarray(value)
-    value = value.item() if value.ndim == 0 else value.tolist()
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  return value
+from spiral_jax.files import jsonable
+from spiral_jax.workdir import Workdir
 
 
 class MetricsWriter:
@@ -26,13 +15,13 @@ class MetricsWriter:
 
   def __init__(self, workdir: str, resume_step: int = 0, tensorboard: bool = True):
     os.makedirs(workdir, exist_ok=True)
-    self.path = os.path.join(workdir, METRICS_FILE)
+    self.path = Workdir(workdir).metrics
     self._truncate_after(resume_step)
     self._tb = None
     if tensorboard:
       try:
         from tensorboardX import SummaryWriter
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tb = SummaryWriter(Workdir(workdir).tensorboard)
       except ImportError:
         pass
 
@@ -46,7 +35,7 @@ class MetricsWriter:
       f.writelines(lines)
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> None:
-    row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
+    row = {"step": int(step), **{k: jsonable(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(row, allow_nan=False) + "\n")
     if self._tb is not None:
@@ -62,5 +51,5 @@ class MetricsWriter:
 
 def read(workdir: str) -> list[dict]:
   """All rows of a run's metrics.jsonl."""
-  with open(os.path.join(workdir, METRICS_FILE)) as f:
+  with open(Workdir(workdir).metrics) as f:
     return [json.loads(line) for line in f if line.strip()]

@@ -1,9 +1,9 @@
-"""Command line: the "SFT on expert trajectories" baseline (``rl/sft.train_sft``).
+"""Command line: the "SFT on expert trajectories" baseline (``run/sft.train_sft``).
 
   python -m spiral_jax.sft --config=experiments/sft_baseline_kuhn_tiny.py --workdir=runs/sft_kuhn
   python -m spiral_jax.evaluate --workdir=runs/sft_kuhn   # the run's own config.json
 
-``warm_start_steps`` supervised steps at ``warm_start_learning_rate`` on the scripted experts' games
+``warm_start.steps`` supervised steps at ``warm_start.learning_rate`` on the scripted experts' games
 (``--player=random`` for the format-only control); the policy is saved as the run's step-0
 checkpoint, so ``evaluate`` reads it and ``python -m spiral_jax.train`` with the same config and
 workdir continues from it by self-play.
@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from spiral_jax import config as config_lib
-from spiral_jax import evaluate
+from spiral_jax.run import flags as flags_lib
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -36,7 +36,7 @@ FLAGS = flags.FlagValues()  # the parsed flags; private, so this CLI and train's
 def parse_flags(argv: Sequence[str]) -> list[str]:
   """Parses this command's flags (``argv[0]`` is the program) into ``FLAGS``."""
   global FLAGS
-  FLAGS = evaluate.parse_with(define_flags, argv, __doc__)
+  FLAGS = flags_lib.parse_with(define_flags, argv, __doc__)
   return list(argv[:1])
 
 
@@ -44,9 +44,9 @@ def main(argv: Sequence[str]) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   cfg = config_lib.from_config_dict(FLAGS.config)  # validates before anything compiles
-  from spiral_jax.rl import sft  # after validation: imports pull in the model stack
+  from spiral_jax.run import sft  # after validation: imports pull in the model stack
   _, metrics = sft.train_sft(cfg, FLAGS.workdir, player=FLAGS.player, progress=FLAGS.progress)
-  print(f"SFT on {FLAGS.player} games, {cfg.warm_start_steps} steps: held-out NLL per response "
+  print(f"SFT on {FLAGS.player} games, {cfg.warm_start.steps} steps: held-out NLL per response "
         f"token {metrics['sft/heldout_nll_before']:.3f} -> {metrics['sft/heldout_nll_after']:.3f}")
   for k in sorted(k for k in metrics if k.startswith("eval/") and not k.endswith("ci95")):
     print(f"  {k}: {metrics[k]:.3f}")

@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
+from spiral_jax.workdir import Workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/tiny_cpu.py",
                                           "an ml_collections config file")
@@ -35,7 +36,7 @@ def main(argv):
   multihost.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                         auto=_MULTIHOST.value)
   cfg = config_lib.from_config_dict(_CONFIG.value)  # validates before anything compiles
-  from spiral_jax.rl.trainer import Trainer  # after validation: imports pull in the model stack
+  from spiral_jax.run.trainer import Trainer  # after validation: imports pull in the model stack
   from spiral_jax import plots
   trainer = Trainer(cfg, _WORKDIR.value, progress=_PROGRESS.value)
   state = trainer.run()
@@ -44,7 +45,7 @@ def main(argv):
   if not multihost.is_chief():  # process 0 writes the plot and the summary
     return
   rows = metrics_lib.read(_WORKDIR.value)
-  png = plots.learning_curves({"run": rows}, f"{_WORKDIR.value}/learning_curves.png")
+  png = plots.learning_curves({"run": rows}, Workdir(_WORKDIR.value).learning_curves)
   print(summary(rows, png))
 
 

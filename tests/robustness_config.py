@@ -9,9 +9,9 @@ from tests import tiny_config
 
 def get_config():
   c = tiny_config.get_config()
-  c.epochs = 1
+  c.rl.epochs = 1
   c.max_prompt_tokens = 1020  # prompt + response within the model's 1024-token context
-  c.warm_start_steps = 0
-  c.keep_checkpoints = 10
+  c.warm_start.steps = 0
+  c.checkpoint.keep = 10
   c.num_steps = 2
   return c

@@ -1,9 +1,11 @@
 """Config conversion and validation: each bad field fails early with its name in the message."""
 import importlib
+import json
 
 import pytest
 
 from spiral_jax import config as config_lib
+from spiral_jax.workdir import Workdir
 from experiments import tiny_cpu, paper_kuhn_qwen3_4b, ablation_no_rae, fixed_opponent_random
 
 
@@ -12,7 +14,7 @@ def test_the_cpu_default_converts_and_splits_the_batch():
   assert cfg.games[0].id == "KuhnPoker-v1" and dict(cfg.games[0].kwargs) == {"rounds": 1}
   assert cfg.game_quotas == (cfg.batch_size,)
   assert cfg.mesh_shape == {"data": 8, "fsdp": 1, "tensor": 1}
-  assert config_lib.from_config_dict(ablation_no_rae.get_config()).rae is False
+  assert config_lib.from_config_dict(ablation_no_rae.get_config()).rl.rae is False
   assert config_lib.from_config_dict(fixed_opponent_random.get_config()).opponent == "random"
 
 
@@ -43,31 +45,32 @@ def test_quotas_follow_the_weights_and_sum_to_the_batch():
     ("game_weights", (0.0,), "game_weights must sum"),
     ("game_weights", (1.0, 2.0), "game_weights has 2 entries"),
     ("batch_size", 0, "batch_size"),
-    ("micro_batch_size", 7, "micro_batch_size"),
+    ("rl.micro_batch_size", 7, "rl.micro_batch_size"),
     ("opponent", "human", "opponent"),
     ("opponent", "checkpoint", "opponent_path"),
-    ("rae_alpha", 1.0, "rae_alpha"),
-    ("model", "/no/such/folder", "model="),
-    ("tokenizer", "/no/such/folder", "tokenizer="),
-    ("typo_field", 1, "unknown config fields"),
+    ("rl.rae_alpha", 1.0, "rl.rae_alpha"),
+    ("typo_field", 1, "unknown config field 'typo_field'"),
+    ("eval_every", 1, "'eval_every': it is now 'eval.every'"),
+    ("eval.evry", 1, "'eval.evry': did you mean 'eval.every'"),
     ("optim.learning_rate", 0.0, "optim.learning_rate"),
     ("sampling.top_p", 0.0, "sampling.top_p"),
-    ("loss.name", "dpo", "loss.name"),
+    ("rl.loss.name", "dpo", "loss.name"),
+    ("eval.sampling.top_p", 0.0, "eval.sampling.top_p"),
+    ("eval.sampling.max_new_tokens", 1500, "eval.sampling.max_new_tokens"),
     ("sampling.max_new_tokens", 1500, "exceeds the model's context"),
     ("max_prompt_tokens", 2040, "max_prompt_tokens \\+ sampling.max_new_tokens"),
     ("model_overrides.d_modle", 64, "model_overrides: unknown ModelConfig fields"),
-    ("max_nonfinite_steps", 0, "max_nonfinite_steps"),
-    ("eval_opponents", ("grandmaster",), "eval_opponents"),
+    ("rl.max_nonfinite_steps", 0, "rl.max_nonfinite_steps"),
     ("rollout_shards", -1, "rollout_shards"),
     ("rollout_shards", 3, "rollout_shards=3 must divide games_per_round"),
 ])
 def test_bad_fields_are_named(field, value, match):
   c = tiny_cpu.get_config()
   with c.unlocked():
-    target, name = c, field
-    if "." in field:
-      sub, name = field.split(".")
-      target = c[sub]
+    *groups, name = field.split(".")
+    target = c
+    for group in groups:
+      target = target[group]
     target[name] = value
   with pytest.raises(ValueError, match=match):
     config_lib.from_config_dict(c)
@@ -75,15 +78,15 @@ def test_bad_fields_are_named(field, value, match):
 
 def test_mesh_and_batch_must_fit_the_devices():
   c = tiny_cpu.get_config()
-  c.mesh_data, c.mesh_fsdp = 3, 1
-  with pytest.raises(ValueError, match="mesh_data x mesh_fsdp x mesh_tensor"):
+  c.mesh.data, c.mesh.fsdp = 3, 1
+  with pytest.raises(ValueError, match="mesh.data x mesh.fsdp x mesh.tensor"):
     config_lib.from_config_dict(c).mesh_shape
-  c.mesh_data, c.batch_size = -1, 12
-  with pytest.raises(ValueError, match="divisible by mesh_data x mesh_fsdp"):
+  c.mesh.data, c.batch_size = -1, 12
+  with pytest.raises(ValueError, match="divisible by mesh.data x mesh.fsdp"):
     config_lib.from_config_dict(c).mesh_shape
-  c.batch_size, c.mesh_data, c.mesh_fsdp, c.mesh_tensor = 64, 1, -1, 2  # -1 fills any one axis
+  c.batch_size, c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 64, 1, -1, 2  # -1 fills any one axis
   assert config_lib.from_config_dict(c).mesh_shape == {"data": 1, "fsdp": 4, "tensor": 2}
-  c.mesh_data = -1
+  c.mesh.data = -1
   with pytest.raises(ValueError, match="at most one may be -1"):
     config_lib.from_config_dict(c).mesh_shape
 
@@ -96,13 +99,80 @@ def test_rollout_shards_need_a_shardable_opponent():
 
 
 def test_workdir_must_be_writable(tmp_path):
-  config_lib.check_workdir(str(tmp_path / "new"))
+  Workdir(str(tmp_path / "new")).check_writable()
   blocker = tmp_path / "file"
   blocker.write_text("x")
   with pytest.raises(ValueError, match="--workdir"):
-    config_lib.check_workdir(str(blocker / "sub"))
+    Workdir(str(blocker / "sub")).check_writable()
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("model", "/no/such/folder", "model="),
+    ("tokenizer", "/no/such/folder", "tokenizer="),
+    ("eval.opponents", ("grandmaster",), "eval.opponents"),
+])
+def test_filesystem_fields_are_checked_in_their_own_step(field, value, match):
+  c = tiny_cpu.get_config()
+  *groups, name = field.split(".")
+  (c[groups[0]] if groups else c)[name] = value
+  cfg = config_lib.from_config_dict(c)  # converting reads no files
+  with pytest.raises(ValueError, match=match):
+    config_lib.check_files(cfg)
 
 
 def test_paper_config_needs_a_model_folder():
+  cfg = config_lib.from_config_dict(paper_kuhn_qwen3_4b.get_config())
   with pytest.raises(ValueError, match="model="):
-    config_lib.from_config_dict(paper_kuhn_qwen3_4b.get_config())
+    config_lib.check_files(cfg)
+
+
+def test_defaults_hold_every_field_and_round_trip(tmp_path):
+  c = config_lib.defaults()
+  c.games, c.sampling.max_new_tokens = ("KuhnPoker-v1",), 64
+  cfg = config_lib.from_config_dict(c)
+  assert cfg == config_lib.TrainConfig(games=(config_lib.GameSpec("KuhnPoker-v1"),),
+                                       sampling=config_lib.SamplingConfig(max_new_tokens=64))
+  assert cfg.eval.sampling.max_new_tokens == 64  # 0 in the defaults: training's budget
+  cpu = config_lib.from_config_dict(tiny_cpu.get_config())
+  config_lib.save(cpu, str(tmp_path / "config.json"))
+  assert config_lib.load_run(str(tmp_path)) == cpu
+
+
+def test_groups_answer_the_questions_asked_in_many_places():
+  c = tiny_cpu.get_config()
+  c.rl.micro_batch_size = 16
+  cfg = config_lib.from_config_dict(c)
+  assert (cfg.micro_batch, cfg.num_micro_batches, cfg.rl.needs_reference) == (16, 4, True)
+  c.rl.micro_batch_size, c.rl.loss.kl_beta = 0, 0.0
+  cfg = config_lib.from_config_dict(c)
+  assert (cfg.micro_batch, cfg.num_micro_batches, cfg.rl.needs_reference) == (64, 1, False)
+
+
+def test_a_config_json_written_before_the_groups_still_loads(tmp_path):
+  # The flat dataclasses.asdict form earlier runs saved: evaluation sampled with training's top_k.
+  old = {"games": [{"id": "KuhnPoker-v1", "weight": 1.0, "kwargs": [["rounds", 1]]}],
+         "model": "tiny", "vocab_size": 400, "max_prompt_tokens": 1000, "epochs": 1, "rae": False,
+         "eval_every": 5, "eval_temperature": 0.9, "warm_start_steps": 3, "mesh_data": -1,
+         "sampling": {"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0, "top_k": 5,
+                      "share_prefix": False},
+         "loss": {"name": "ppo_clip", "clip_eps": 0.2, "aggregation": "drgrpo",
+                  "drgrpo_constant": 8.0, "kl_beta": 0.0}}
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  cfg = config_lib.load_run(str(tmp_path))
+  assert (cfg.rl.epochs, cfg.rl.rae, cfg.eval.every, cfg.warm_start.steps) == (1, False, 5, 3)
+  assert cfg.eval.sampling == config_lib.SamplingConfig(8, 0.9, 0.95, 5, False)
+  assert dict(cfg.games[0].kwargs) == {"rounds": 1} and cfg.rl.loss.drgrpo_constant == 8.0
+
+
+def test_every_field_can_be_overridden_on_the_command_line():
+  from absl import flags
+  from ml_collections import config_flags
+  fv = flags.FlagValues()
+  argv = ["train", "--config.eval.sampling.top_p=0.5", "--config.rl.loss.kl_beta=0.25",
+          "--config.eval.reasoning_limit=3", "--config.warm_start.steps=7"]
+  config_flags.DEFINE_config_file("config", "experiments/tiny_cpu.py", flag_values=fv,
+                                  sys_argv=argv)  # as train.py: the file's config stays locked
+  fv(argv)
+  cfg = config_lib.from_config_dict(fv.config)
+  assert (cfg.eval.sampling.top_p, cfg.rl.loss.kl_beta) == (0.5, 0.25)
+  assert (cfg.eval.reasoning_limit, cfg.warm_start.steps) == (3, 7)

@@ -4,7 +4,7 @@ import sys
 
 
 def test_import_pulls_in_neither_torch_nor_transformers():
-  code = ("import sys, spiral_jax, spiral_jax.rl.trainer, spiral_jax.train, spiral_jax.eval.kuhn_exact;"
+  code = ("import sys, spiral_jax, spiral_jax.run.trainer, spiral_jax.train, spiral_jax.eval.kuhn_exact;"
           "bad = [m for m in ('torch', 'transformers') if m in sys.modules];"
           "assert not bad, bad")
   subprocess.run([sys.executable, "-c", code], check=True)

@@ -26,7 +26,8 @@ from jax.experimental.compilation_cache import compilation_cache
 from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
-from spiral_jax.rl.trainer import StopSignals, Trainer
+from spiral_jax.run.signals import StopSignals
+from spiral_jax.run.trainer import Trainer
 from tests import robustness_config
 
 # Reading a damaged checkpoint leaves TensorStore futures whose errors Orbax never collects.
@@ -36,9 +37,9 @@ N = 2  # policy steps of the in-process runs (the config's num_steps)
 
 
 def _config(**overrides):
+  """The robustness run's config with ``overrides``; ``__`` is a group's dot (``checkpoint__every``)."""
   c = robustness_config.get_config()
-  for k, v in overrides.items():
-    setattr(c, k, v)
+  c.update_from_flattened_dict({k.replace("__", "."): v for k, v in overrides.items()})
   return config_lib.from_config_dict(c)
 
 
@@ -101,7 +102,7 @@ def test_stop_signals_flag_the_first_abort_on_the_second_and_restore_handlers():
 
 def test_sigterm_mid_step_saves_that_step_and_the_resumed_run_is_exact(tmp_path, straight):
   before = signal.getsignal(signal.SIGTERM)
-  trainer = Trainer(_config(checkpoint_every=100), str(tmp_path), progress=False)
+  trainer = Trainer(_config(checkpoint__every=100), str(tmp_path), progress=False)
   collect = trainer.collect
 
   def collect_then_preempt(state, runners=None):
@@ -116,7 +117,7 @@ def test_sigterm_mid_step_saves_that_step_and_the_resumed_run_is_exact(tmp_path,
   assert _steps(tmp_path) == [0, 1]  # step 1 saved for the signal (checkpoint_every=100)
   assert not glob.glob(str(tmp_path / "checkpoints" / "*tmp*"))  # committed before run returned
   assert [r["step"] for r in metrics_lib.read(tmp_path)] == [1]
-  resumed = _run(tmp_path, checkpoint_every=100)
+  resumed = _run(tmp_path, checkpoint__every=100)
   _assert_same_run(tmp_path, resumed, *straight)
 
 
@@ -129,7 +130,7 @@ def test_cli_killed_at_a_random_point_exits_0_and_resumes_exactly(tmp_path):
   workdir = tmp_path / "cli"
   cmd = [sys.executable, "-m", "spiral_jax.train", f"--config={robustness_config.__file__}",
          f"--workdir={workdir}", "--progress=false", f"--config.num_steps={steps}"]
-  proc = subprocess.Popen(cmd + ["--config.checkpoint_every=100"], cwd=ROOT, text=True,
+  proc = subprocess.Popen(cmd + ["--config.checkpoint.every=100"], cwd=ROOT, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   rows_before, delay = random.randint(1, 2), random.uniform(0, 0.2)  # a random-ish point
   metrics = workdir / "metrics.jsonl"
@@ -218,6 +219,34 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_good_one(tmp_path,
   ckpt.wait()
   np.testing.assert_array_equal(ckpt.restore(2, _state(0.0))["w"], _state(2.0)["w"])
   ckpt.close()
+
+
+def _train_state(value: float):
+  return {"params": _state(value), "opt": jnp.full((3,), value)}
+
+
+def test_a_params_only_restore_is_verified_and_falls_back_without_moving_anything(tmp_path,
+                                                                                   caplog):
+  """Opponents, the league and evaluation read just the params, through the same checks."""
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep=3)
+  for step in (1, 2):
+    ckpt.save(step, _train_state(float(step)))
+  ckpt.close()
+  _flip_a_byte(str(tmp_path / "2"))  # the largest file: the params' w
+  reader = checkpoint_lib.Checkpointer(str(tmp_path), read_only=True)
+  with pytest.raises(checkpoint_lib.CorruptCheckpointError, match="checkpoint 2 under .*: params/w does"):
+    reader.restore_params(2, _state(0.0))  # a named step: no fallback
+  with caplog.at_level(logging.WARNING):
+    params, step = reader.restore_params(None, _state(0.0))
+  assert step == 1 and "Using step 1 instead" in caplog.text
+  np.testing.assert_array_equal(params["w"], _state(1.0)["w"])
+  assert reader.steps() == [1, 2] and not os.path.exists(tmp_path / "corrupt")  # read-only
+  wider = dict(_state(0.0), w=jnp.zeros(65537, jnp.float32))
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError, match=r"params/w has shape \(65536,\)"):
+    reader.restore_params(1, wider)
+  with pytest.raises(checkpoint_lib.CheckpointMismatchError, match=r"saved steps are \[1, 2\]"):
+    reader.restore_params(7, _state(0.0))
+  reader.close()
 
 
 def test_altered_arrays_fail_their_fingerprint(tmp_path, monkeypatch):

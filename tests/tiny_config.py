@@ -1,11 +1,11 @@
 """The tiny training run the tests share: a 1-layer d32 decoder on single-round Kuhn Poker, 8
 move-samples per step, no evaluation. A config file, so the command-line tests run exactly what
 the in-process ones do; each test file overrides the few fields it is about."""
-import ml_collections
+from spiral_jax import config as config_lib
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
+  c = config_lib.defaults()  # every field, so any --config.x=y override applies
   c.games = ("KuhnPoker-v1",)
   c.game_kwargs = {"KuhnPoker-v1": {"rounds": 1}}
   c.model = "tiny"
@@ -15,15 +15,15 @@ def get_config():
   c.batch_size = 8
   c.max_prompt_tokens = 1000  # prompt + response within the 1024-token context
   c.games_per_round = 4
-  c.sampling = dict(max_new_tokens=4)
-  c.loss = dict(drgrpo_constant=4.0)
-  c.optim = dict(learning_rate=1e-2)
-  c.warm_start_steps = 1
-  c.eval_every = 0
-  c.checkpoint_every = 1
-  c.keep_checkpoints = 2
+  c.sampling.max_new_tokens = 4
+  c.rl.loss.drgrpo_constant = 4.0
+  c.optim.learning_rate = 1e-2
+  c.warm_start.steps = 1
+  c.eval.every = 0
+  c.checkpoint.every = 1
+  c.checkpoint.keep = 2
   c.num_steps = 6
-  c.mesh_data = -1
-  c.mesh_fsdp = 1
-  c.mesh_tensor = 1
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
   return c

@@ -1,12 +1,12 @@
 """The arena: N games of an agent against an opponent, random seats, with confidence intervals.
 
-  result = play_arena(game, text_agent(policy, max_new_tokens=256), "random", key=0)
+  result = play_arena(game, agents.text_agent(policy, max_new_tokens=256), "random", key=0)
   result = play_arena(game, "expert", "random", num_games=2000, key=0)   # scripted vs scripted
   result = play_arena(game, agent, "self", key=0)                        # a policy against itself
   result.overall.win.rate, result.seats[1].reward.mean, result.to_json(), result.to_markdown()
 
 Agents and opponents are ``rollout`` agents: a scripted player ``(state, key) -> action``, a
-``rollout.TextAgent`` (``text_agent`` builds one from a ``Policy``), or the names ``'random'`` and
+``rollout.TextAgent`` (``play.agents.text_agent`` builds one from a ``Policy``), or the names ``'random'`` and
 ``'expert'`` (``games.experts``); the opponent may also be ``'self'``, the agent itself. The games
 run through ``rollout.play_round`` (one game loop), all ``games_per_batch`` at once: every text
 move of a turn goes through one sampler call per text agent (one in total against itself).
@@ -31,8 +31,9 @@ from typing import Any
 import jax
 import numpy as np
 
+from spiral_jax import files
 from spiral_jax.games import core, experts
-from spiral_jax.rl import rollout
+from spiral_jax.play import rollout
 
 SELF = "self"
 DEFAULT_NUM_GAMES = 512  # SPIRAL.md section 5
@@ -126,7 +127,7 @@ class ArenaResult:
 
   def to_json(self) -> dict[str, Any]:
     """A JSON-ready dict (NaN becomes None); intervals as ``[low, high]``."""
-    return _jsonable(dataclasses.asdict(self))
+    return files.jsonable(dataclasses.asdict(self))
 
   def to_metrics(self, prefix: str | None = None) -> dict[str, float]:
     """Flat ``metrics.jsonl`` names, by default under ``eval/{game}/vs_{opponent}/``."""
@@ -175,31 +176,6 @@ def _rate_cell(r: Rate) -> str:
 
 def _mean_cell(m: Mean) -> str:
   return "n/a" if m.n == 0 else f"{m.mean:+.3f} [{m.low:+.3f}, {m.high:+.3f}]"
-
-
-def _jsonable(x: Any) -> Any:
-  if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
-  if isinstance(x, float) and not math.isfinite(x):
-    return None
-  return x
-
-
-def text_agent(policy, tokenizer=None, *, max_new_tokens: int, template: str = "qwen",
-               temperature: float = 0.6, top_p: float = 0.95, top_k: int = 0,
-               max_prompt_tokens: int | None = None, name: str = "policy") -> rollout.TextAgent:
-  """A ``TextAgent`` sampling from ``policy`` (a ``model.Policy``) with SPIRAL's evaluation
-  decoding by default (temperature 0.6, top-p 0.95). ``tokenizer`` defaults to the policy's."""
-  tokenizer = tokenizer if tokenizer is not None else policy.tokenizer
-  if tokenizer is None:
-    raise ValueError("text_agent: the policy has no tokenizer; pass tokenizer=")
-  if policy.tokenizer is None:
-    policy = policy.replace(tokenizer=tokenizer)
-  sample = rollout.policy_sample_fn(policy, max_new_tokens=max_new_tokens,
-                                    temperature=temperature, top_p=top_p, top_k=top_k)
-  return rollout.TextAgent(sample, tokenizer, template, max_prompt_tokens, name)
 
 
 @functools.lru_cache(maxsize=64)

@@ -24,12 +24,12 @@ strategies (6 information sets x 2 moves; enough for a perfect-recall game).
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import pathlib
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+
+from spiral_jax import files
 
 TabularPolicy = dict[str, np.ndarray]  # info-state string -> f[2] probabilities of [pass, bet]
 
@@ -238,12 +238,7 @@ def report(policy: Mapping[str, np.ndarray],
 
 def write_json(path: str | os.PathLike, report: Mapping) -> None:
   """Write ``report`` as indented JSON, creating parent folders; replaces the file atomically."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  text = json.dumps(report, indent=2, allow_nan=False)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text + "\n")
-  os.replace(tmp, path)
+  files.write_json(path, report, indent=2)
 
 
 # ---- internals ----

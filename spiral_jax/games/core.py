@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -70,6 +70,11 @@ def base_fields(max_moves: int, first_seat: int | jax.Array = 0) -> dict[str, ja
       forfeited_by=jnp.asarray(NO_SEAT, jnp.int32),
       history=jnp.full((max_moves,), INVALID, jnp.int32),
   )
+
+
+# A scripted player: a pure ``(state, key) -> i32[]`` over one unbatched state, so
+# ``jax.vmap(player)`` plays a whole batch (``games.experts``).
+Player = Callable[[State, jax.Array], jax.Array]
 
 
 def tree_select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
@@ -140,6 +145,18 @@ class Game(abc.ABC):
     """
     del state, seat
     return ""
+
+  def explain(self, state: State, seat: int, action: int) -> str:
+    """What ``seat`` knows and what ``action`` does, in one or two short sentences: the text
+    before the boxed move of scripted responses (``rl/sft``); ``summary`` unless a game says more.
+    ``state`` holds NumPy arrays (host)."""
+    del action
+    return self.summary(state, seat)
+
+  # ---- scripted play ----
+  def expert(self, **kwargs) -> Player:
+    """The game's scripted expert player (``games.experts.expert_player``)."""
+    raise ValueError(f"no expert player for {self.id!r}")
 
   @abc.abstractmethod
   def action_text(self, action: int) -> str:

@@ -41,8 +41,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
-from fractions import Fraction
-from typing import Callable, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -50,17 +49,18 @@ import numpy as np
 from flax import struct
 
 from spiral_jax.games import core, registry
+# the Nash family and tables keyed by OpenSpiel information states (re-exported here)
+from spiral_jax.games.kuhn_strategy import (NUM_CARDS, ROUND_HISTORIES, bet_probabilities,  # noqa: F401
+                                           equilibrium_table)
 
 CHECK, BET, FOLD, CALL = 0, 1, 2, 3
 ACTION_TEXTS = ("[check]", "[bet]", "[fold]", "[call]")
 RANKS = ("J", "Q", "K")
-NUM_CARDS = 3
 ANTE = 1
 MOVES_PER_ROUND = 3  # check, bet, fold/call at most
 INVALID_TEXT = "[invalid]"
 DEALS = np.array(list(itertools.permutations(range(NUM_CARDS), 2)), np.int32)  # (seat 0, seat 1)
 # The four betting histories a seat can face within a round, in OpenSpiel's letters.
-ROUND_HISTORIES = ("", "p", "b", "pb")
 OPENSPIEL_LETTERS = ("p", "b", "p", "b")  # by action id: check/fold pass, bet/call bet
 
 
@@ -216,12 +216,7 @@ class KuhnPoker(core.Game):
 
   def render(self, state: KuhnState, seat: int) -> str:
     """The full observation text for ``seat`` of one unbatched state (TextArena's wording)."""
-    if seat not in (0, 1):
-      raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
-    s = _host(state)
-    if s.cards.ndim != 2:
-      raise ValueError(f"state.cards has shape {s.cards.shape}: render takes one unbatched state; "
-                       "slice a batch with jax.tree.map(lambda x: x[i], state)")
+    s = _one_state(state, seat, "render")
     messages = [f"[GAME] {_prompt(seat, self.rounds)}"]
     for r in range(min(int(s.round), self.rounds - 1) + 1):
       messages += _round_messages(s, r, seat, self.rounds)
@@ -243,6 +238,10 @@ class KuhnPoker(core.Game):
       line = f"The opponent {'bet' if moves[-1] == BET else 'checked'}; {line}"
     return line
 
+  def expert(self, **kwargs) -> core.Player:
+    """A Nash equilibrium player (``alpha=`` picks one of the family)."""
+    return equilibrium_player(self, **kwargs)
+
   def info_state(self, state: KuhnState, seat: int) -> str:
     """OpenSpiel's ``kuhn_poker`` information-state string of ``seat`` (single-round games).
 
@@ -252,12 +251,7 @@ class KuhnPoker(core.Game):
     if self.rounds != 1:
       raise ValueError(f"info_state needs the single-round game (rounds=1), not rounds="
                        f"{self.rounds}; make it with make('KuhnPoker-v1', rounds=1)")
-    if seat not in (0, 1):
-      raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
-    s = _host(state)
-    if s.cards.ndim != 2:
-      raise ValueError(f"state.cards has shape {s.cards.shape}: info_state takes one unbatched "
-                       "state")
+    s = _one_state(state, seat, "info_state")
     moves = [int(a) for a in s.round_moves[0] if a != core.INVALID]
     return str(int(s.cards[0, seat])) + "".join(OPENSPIEL_LETTERS[a] for a in moves)
 
@@ -267,6 +261,17 @@ class KuhnPoker(core.Game):
 
 def _host(state: KuhnState) -> KuhnState:
   return jax.tree.map(np.asarray, state)
+
+
+def _one_state(state: KuhnState, seat: int, what: str) -> KuhnState:
+  """``state`` on the host, checked to be one unbatched state, with a real ``seat``."""
+  if seat not in (0, 1):
+    raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
+  s = _host(state)
+  if s.cards.ndim != 2:
+    raise ValueError(f"state.cards has shape {s.cards.shape}: {what} takes one unbatched state; "
+                     "slice a batch with jax.tree.map(lambda x: x[i], state)")
+  return s
 
 
 def _prompt(seat: int, rounds: int) -> str:
@@ -322,53 +327,7 @@ def _round_messages(s: KuhnState, r: int, seat: int, rounds: int) -> list[str]:
 
 
 # ---- equilibrium play ----
-def equilibrium_table(alpha: float = 1 / 6) -> dict[str, tuple]:
-  """The one-parameter Nash family of single-round Kuhn Poker, per information set.
-
-  Keys are OpenSpiel's 12 information-state strings (card digit + history); values are the
-  probabilities ``(pass, bet)`` in OpenSpiel's action order (pass = check/fold, bet = bet/call).
-  The first mover bets J with ``alpha``, checks Q then calls a bet with ``alpha + 1/3``, bets K
-  with ``3 * alpha`` (and calls with it); the second mover bets K and calls with K, calls Q with
-  1/3 and checks it, bets J with 1/3 after a check and folds it. The numbers have ``alpha``'s
-  type, so a ``Fraction`` gives exact arithmetic. ``alpha`` must be in [0, 1/3].
-  """
-  _check_alpha(alpha)
-  third = alpha * 0 + Fraction(1, 3)  # a float for float alpha, a Fraction for a Fraction
-  bet = {
-      "0": alpha, "0p": third, "0b": 0, "0pb": 0,
-      "1": 0, "1p": 0, "1b": third, "1pb": alpha + third,
-      "2": 3 * alpha, "2p": 1, "2b": 1, "2pb": 1,
-  }
-  return {info_state: (1 - p, p) for info_state, p in bet.items()}
-
-
-def _check_alpha(alpha) -> None:
-  if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or
-      not 0 <= alpha <= Fraction(1, 3)):
-    raise ValueError(f"alpha={alpha!r} must be a number in [0, 1/3] (the first mover's J-bet "
-                     "probability of the Nash family; 1/6 is the default)")
-
-
-def bet_probabilities(table: Mapping[str, tuple]) -> np.ndarray:
-  """f32[3, 4]: ``[card, h]`` = P(bet or call) at card and ``ROUND_HISTORIES[h]``, from a table
-  keyed by OpenSpiel's information-state strings with ``(pass, bet)`` probabilities."""
-  probs = np.zeros((NUM_CARDS, len(ROUND_HISTORIES)), np.float64)
-  for card in range(NUM_CARDS):
-    for h, history in enumerate(ROUND_HISTORIES):
-      key = f"{card}{history}"
-      if key not in table:
-        raise ValueError(f"the policy table has no entry for information state {key!r}; it "
-                         "needs all 12 of OpenSpiel's kuhn_poker information states")
-      p_pass, p_bet = (float(p) for p in table[key])
-      if min(p_pass, p_bet) < 0 or abs(p_pass + p_bet - 1) > 1e-6:
-        raise ValueError(f"table[{key!r}]={table[key]!r} must be (pass, bet) probabilities "
-                         "that sum to 1")
-      probs[card, h] = p_bet
-  return probs.astype(np.float32)
-
-
-def tabular_player(game: KuhnPoker, table: Mapping[str, tuple]
-                   ) -> Callable[[KuhnState, jax.Array], jax.Array]:
+def tabular_player(game: KuhnPoker, table: Mapping[str, tuple]) -> core.Player:
   """Plays a per-information-set table ``(state, key) -> i32[]`` in every round (jit, vmap).
 
   Each round is played as a single-round game: the seat's card and the round's own history
@@ -392,8 +351,7 @@ def tabular_player(game: KuhnPoker, table: Mapping[str, tuple]
   return play
 
 
-def equilibrium_player(game: KuhnPoker, alpha: float = 1 / 6
-                       ) -> Callable[[KuhnState, jax.Array], jax.Array]:
+def equilibrium_player(game: KuhnPoker, alpha: float = 1 / 6) -> core.Player:
   """The Nash family member ``alpha`` (in [0, 1/3]) as a player ``(state, key) -> i32[]``.
 
   Used in every round of a multi-round match too; pure, so ``jax.jit``/``jax.vmap`` work.

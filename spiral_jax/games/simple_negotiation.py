@@ -36,9 +36,7 @@ Deliberate differences from the reference v1 env (on TextArena 0.6) and TextAren
 """
 from __future__ import annotations
 
-import re
-import unicodedata
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +45,7 @@ from flax import struct
 
 from spiral_jax.games import core, registry
 from spiral_jax.text import actions as text_actions
+from spiral_jax.text import offers
 
 RESOURCES = ("Wood", "Gold")
 WOOD, GOLD = 0, 1
@@ -58,6 +57,7 @@ NUM_QUANTITIES = MAX_QUANTITY + 1
 NUM_OFFERS = NUM_QUANTITIES**4
 ACCEPT, DENY, FIRST_OFFER = 0, 1, 2
 MAX_MOVES = 10
+_RESOURCE_NAMES = {"Wood": WOOD, "Woods": WOOD, "Gold": GOLD, "Golds": GOLD}  # for parse_offer
 _NUM_RECEIVES = NUM_QUANTITIES**2 - 1  # receive sides naming at least one item
 
 
@@ -215,6 +215,25 @@ class SimpleNegotiation(core.Game):
       return core.INVALID
     return action
 
+  def explain(self, state: NegotiationState, seat: int, action: int) -> str:
+    """The seat's values and goods, and what ``action`` (or accepting the pending offer) is worth."""
+    values = VALUES[seat]
+    wood, gold = (int(q) for q in np.asarray(state.inventory)[seat])
+    line = f"I value Wood {values[0]} and Gold {values[1]} and hold {wood} Wood and {gold} Gold."
+    if action >= FIRST_OFFER:
+      terms = np.asarray(offer_terms(np.int64(action)))
+      change = int(((terms[2:] - terms[:2]) * values).sum())
+      return f"{line} If accepted, this offer changes my value by {change:+d}."
+    if int(state.offer_from) == 1 - seat:
+      offer = np.asarray(state.offer)  # (give wood, give gold, get wood, get gold) of its maker
+      change = int(((offer[:2] - offer[2:]) * values).sum())
+      return f"{line} Accepting the pending offer changes my value by {change:+d}."
+    return line
+
+  def expert(self, **kwargs) -> core.Player:
+    """A value-seeking negotiator."""
+    return heuristic_player(self, **kwargs)
+
   def render(self, state: NegotiationState, seat: int) -> str:
     """What ``seat`` has seen, as TextArena's LLM observation wrapper prints it: the reference v1
     prompt, then ``[Player k] <move>`` and ``[GAME] ...`` lines, replayed from the history."""
@@ -309,66 +328,14 @@ def _outcome_line(rewards: np.ndarray) -> str:
           "gain in inventory value.")
 
 
-# ---- offer parsing (host) ----
-_OFFER_TOKEN = re.compile(r"\[offer:([^\[\]]*)\]", re.IGNORECASE)
-_GIVE_PREFIX = re.compile(r"i\s+(?:give|offer)\s+", re.IGNORECASE)
-_ITEM_SEPARATOR = re.compile(r",\s*|\s+and\s+", re.IGNORECASE)
-_ITEM = re.compile(r"(\d+)\s+(.+)")
-_RESOURCE_NAMES = {"Wood": WOOD, "Woods": WOOD, "Gold": GOLD, "Golds": GOLD}
-
-
 def parse_offer(move: str) -> tuple[int, int, int, int] | None:
   """(give wood, give gold, get wood, get gold) of one offer token such as
   ``[Offer: 2 Gold, 3 Wood -> 1 Wood]``, or None when malformed or a total exceeds 20."""
-  token = _OFFER_TOKEN.fullmatch(move)
-  if token is None:
-    return None
-  body = " ".join(token.group(1).rstrip(".").split()).rstrip(".,!?")
-  prefix = _GIVE_PREFIX.match(body)
-  if prefix is not None:
-    body = body[prefix.end():]
-  sides = re.split(r"\s*->\s*", body)
-  if len(sides) != 2:
-    return None
-  give, get = _parse_bundle(sides[0]), _parse_bundle(sides[1])
-  if give is None or get is None:
-    return None
-  return (*give, *get)
-
-
-def _parse_bundle(text: str) -> tuple[int, int] | None:
-  """(wood, gold) of ``3 Wood, 2 Gold`` / ``1 gold and 2 woods``; None if malformed or empty."""
-  totals = [0, 0]
-  named_any = False
-  for item in _ITEM_SEPARATOR.split(text):
-    item = item.strip()
-    if not item:
-      continue
-    match = _ITEM.fullmatch(item)
-    if match is None:
-      return None
-    resource = _RESOURCE_NAMES.get(match.group(2).strip().title())
-    quantity = _small_int(match.group(1))
-    if resource is None or quantity == 0:
-      return None
-    totals[resource] += quantity
-    named_any = True
-  if not named_any or max(totals) > MAX_QUANTITY:
-    return None
-  return totals[0], totals[1]
-
-
-def _small_int(digits: str) -> int:
-  """The value of a run of (any script's) decimal digits, capped just above 20: never overflows."""
-  significant = "".join(str(unicodedata.decimal(c)) for c in digits).lstrip("0") or "0"
-  return int(significant) if len(significant) <= 2 else MAX_QUANTITY + 1
+  return offers.parse_offer(move, _RESOURCE_NAMES, MAX_QUANTITY)
 
 
 # ---- expert ----
-Player = Callable[[NegotiationState, jax.Array], jax.Array]
-
-
-def heuristic_player(game: SimpleNegotiation) -> Player:
+def heuristic_player(game: SimpleNegotiation) -> core.Player:
   """A sensible negotiator, pure JAX ``(state, key) -> i32[]``; it never makes an illegal move.
 
   The winner is whoever gains more value, and with these values a seat's gain minus the other's is

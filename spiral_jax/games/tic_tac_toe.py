@@ -24,7 +24,6 @@ Deliberate differences from TextArena:
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +82,22 @@ class TicTacToe(core.Game):
     if not 0 <= int(action) < self.num_actions:
       raise ValueError(f"action={action} is not a TicTacToe cell; use an id in 0..8")
     return f"[{int(action)}]"
+
+  def explain(self, state: TicTacToeState, seat: int, action: int) -> str:
+    """The free cells, and whether ``action`` completes the seat's line or blocks the other's."""
+    board = np.asarray(state.board)
+    free = [str(c) for c in np.nonzero(board == EMPTY)[0]]
+    line = f"I am {SYMBOLS[seat]}; the free cells are {', '.join(free)}."
+    others = [board[[c for c in cells if c != action]] for cells in LINES if action in cells]
+    if any((o == seat).all() for o in others):
+      return f"{line} Cell {action} completes my line."
+    if any((o == 1 - seat).all() for o in others):
+      return f"{line} Cell {action} blocks {SYMBOLS[1 - seat]}'s line."
+    return line
+
+  def expert(self, **kwargs) -> core.Player:
+    """Perfect play (minimax)."""
+    return minimax_player(self, **kwargs)
 
   def render(self, state: TicTacToeState, seat: int) -> str:
     """The full observation text for ``seat`` of one unbatched state (TextArena's wording)."""
@@ -177,7 +192,7 @@ def optimal_moves(state: TicTacToeState) -> jax.Array:
   return scores == scores.max()
 
 
-def minimax_player(game: TicTacToe) -> Callable[[TicTacToeState, jax.Array], jax.Array]:
+def minimax_player(game: TicTacToe) -> core.Player:
   """Perfect play ``(state, key) -> i32[]``, random among equally good moves (jit and vmap work).
 
   Never makes an illegal move on a live game; on a finished game it still returns a cell id.

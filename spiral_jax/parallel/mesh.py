@@ -38,6 +38,30 @@ SAMPLE_RULES: Rules = (
 )
 
 
+def resolve_shape(shape: Mapping[str, int] | None, devices: int) -> dict[str, int]:
+  """Axis sizes over ``devices``: missing axes are 1, one axis may be -1 (or 0: the devices the
+  others leave). The one resolver behind ``make_mesh``, the config's ``mesh`` and the planner."""
+  shape = dict({"data": -1} if shape is None else shape)
+  unknown = set(shape) - set(MESH_AXES)
+  if unknown:
+    raise ValueError(f"mesh shape has unknown axes {sorted(unknown)}; use {MESH_AXES}")
+  sizes = {axis: shape.get(axis, 1) for axis in MESH_AXES}
+  fill = [axis for axis, size in sizes.items() if size <= 0]
+  if len(fill) > 1:
+    raise ValueError(f"mesh.data, mesh.fsdp, mesh.tensor = {tuple(sizes.values())}: at most one "
+                     "may be -1 (fill the devices left); give the others sizes")
+  if fill:
+    known = math.prod(s for s in sizes.values() if s > 0)
+    if devices % known:
+      raise ValueError(f"mesh {sizes}: {devices} devices do not divide by {known}")
+    sizes[fill[0]] = devices // known
+  if math.prod(sizes.values()) != devices:
+    raise ValueError(f"mesh.data x mesh.fsdp x mesh.tensor = {sizes['data']}x{sizes['fsdp']}x"
+                     f"{sizes['tensor']} must equal the {devices} devices; set one of them to -1 "
+                     "to fill the devices left")
+  return sizes
+
+
 def make_mesh(shape: Mapping[str, int] | None = None,
               devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A mesh over ``devices`` (default: all) with axes ``('data', 'fsdp', 'tensor')``, all ``Auto``.
@@ -46,24 +70,10 @@ def make_mesh(shape: Mapping[str, int] | None = None,
   Default: every device on ``data``.
   """
   devices = list(jax.devices() if devices is None else devices)
-  shape = dict({"data": -1} if shape is None else shape)
-  unknown = set(shape) - set(MESH_AXES)
-  if unknown:
-    raise ValueError(f"make_mesh shape has unknown axes {sorted(unknown)}; use {MESH_AXES}")
-  sizes = [shape.get(axis, 1) for axis in MESH_AXES]
-  if sizes.count(-1) > 1:
-    raise ValueError(f"make_mesh shape {shape}: at most one axis may be -1")
-  if -1 in sizes:
-    known = math.prod(s for s in sizes if s != -1)
-    if len(devices) % known:
-      raise ValueError(f"make_mesh shape {shape}: {len(devices)} devices do not divide by {known}")
-    sizes[sizes.index(-1)] = len(devices) // known
-  if any(s <= 0 for s in sizes) or math.prod(sizes) != len(devices):
-    raise ValueError(f"make_mesh shape {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} "
-                     f"devices but {len(devices)} were given; make the sizes multiply to that")
+  sizes = resolve_shape(shape, len(devices))
   # jax.make_mesh defaults to Explicit axes, which reject jit-with-shardings code (PITFALLS.md)
-  return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
-                       devices=devices)
+  return jax.make_mesh(tuple(sizes[a] for a in MESH_AXES), MESH_AXES,
+                       axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
 
 
 def single_device_mesh() -> Mesh:

@@ -15,28 +15,22 @@ from typing import Sequence
 
 import numpy as np
 
-from spiral_jax.rl.rollout import FinishedGame, Move
+from spiral_jax.play.rollout import FinishedGame, Move
 from spiral_jax.rl.train_step import TrainBatch
 from spiral_jax.sampling import prefixes as prefix_lib
+from spiral_jax.sampling.prefixes import bucket
 
 MAX_PREFIX_GROUPS = prefix_lib.MAX_GROUPS
 PREFIX_STEP = 32  # prefix lengths pad to a multiple of this
 SUFFIX_STEP = 16  # prompt-tail + response lengths pad to a multiple of this
 
 
-def bucket(n: int, minimum: int = 16, step: int = 0) -> int:
-  """A padded length for ``n``: the next multiple of ``step``, or by default the next power of
-  two (at least ``minimum``). Few distinct shapes mean few compilations."""
-  if step:
-    return max(minimum, -(-n // step) * step)
-  return max(minimum, 1 << max(0, (n - 1).bit_length()))
-
-
 def _padded_cost(groups: list[list[int]], shared: list[int], prompts,
                  extra: Sequence[int]) -> int:
   p = bucket(max(shared), minimum=0, step=PREFIX_STEP)
   tail = max(len(prompts[i]) - lcp + extra[i] for g, lcp in zip(groups, shared) for i in g)
-  return bucket(len(groups), minimum=1) * p + len(prompts) * bucket(tail, step=SUFFIX_STEP)
+  rows = len(prompts) * bucket(tail, minimum=16, step=SUFFIX_STEP)
+  return bucket(len(groups), minimum=1) * p + rows
 
 
 def prefix_groups(prompts: Sequence[Sequence[int]], extra: Sequence[int],
@@ -109,7 +103,7 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
   row_prefix = np.array(owner, np.int32)
   rows = [prompts[i][len(prefixes[owner[i]]):] + responses[i] for i in range(b)]
   tails = [len(prompts[i]) - len(prefixes[owner[i]]) + room[i] for i in range(b)]
-  floor.length = length = max(floor.length, bucket(max(tails), step=SUFFIX_STEP))
+  floor.length = length = max(floor.length, bucket(max(tails), minimum=16, step=SUFFIX_STEP))
   tokens = np.full((b, length), pad_id, np.int32)
   input_mask = np.zeros((b, length), bool)
   loss_mask = np.zeros((b, length), np.float32)
@@ -117,7 +111,7 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
     tokens[i, :len(row)] = row
     input_mask[i, :len(row)] = True
     loss_mask[i, len(row) - len(responses[i]):len(row)] = 1.0
-  floor.games = g = max(floor.games, bucket(len(games), 8))
+  floor.games = g = max(floor.games, bucket(len(games), minimum=8))
   game_kind = np.zeros(g, np.int32)
   game_returns = np.zeros((g, 2), np.float32)
   game_valid = np.zeros(g, bool)
@@ -147,6 +141,6 @@ def floor_for(moves: Sequence[Move], response_len: int, max_games: int) -> Shape
   """The floor training batches fit, decided up front from ``moves``: sample prompts of every
   game kind (e.g. every move of some random games, which reach the longest histories), and
   ``max_games`` finished games per batch."""
-  floor = ShapeFloor(games=bucket(max_games, 8))
+  floor = ShapeFloor(games=bucket(max_games, minimum=8))
   train_batch(moves, [], response_len, 0, floor)
   return floor

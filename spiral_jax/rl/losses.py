@@ -22,6 +22,11 @@ class LossConfig:
   drgrpo_constant: float = 4096.0  # the maximum response length in the reference
   kl_beta: float = 0.0
 
+  @property
+  def needs_reference(self) -> bool:
+    """A KL penalty needs the frozen reference policy's log-probs."""
+    return self.kl_beta > 0
+
   def __post_init__(self):
     if self.name not in TOKEN_LOSSES:
       raise ValueError(f"loss.name={self.name!r} is unknown; choose one of {sorted(TOKEN_LOSSES)}")

@@ -3,13 +3,13 @@ the paper's "SFT on expert trajectories" baseline.
 
 A scripted player (uniformly random, or a game's expert) plays both seats; every move becomes a
 (prompt, response) pair in the real prompt format, the response being a short explanation of what
-the seat knows (``explanation``: the game's ``summary``, plus for TicTacToe the free cells and
-whether the move wins or blocks, for SimpleNegotiation the values and what a trade is worth) and the
-boxed move. Training on random-move games teaches a tiny model only the *format* (a valid
+the seat knows (``explanation``: each game's ``Game.explain``, e.g. for TicTacToe the free cells
+and whether the move wins or blocks, for SimpleNegotiation the values and what a trade is worth)
+and the boxed move. Training on random-move games teaches a tiny model only the *format* (a valid
 ``\\boxed{}`` move), which a pretrained LLM already knows; the policy it starts self-play from is
 close to uniform. The same pairs from expert players are the SFT baseline:
 
-  state, metrics = train_sft(cfg, workdir)   # python -m spiral_jax.sft --config=... --workdir=...
+  state, metrics = run.sft.train_sft(cfg, workdir)   # python -m spiral_jax.sft --config=...
 
 which saves its policy as the run's step-0 checkpoint (the trainer's layout), so
 ``python -m spiral_jax.evaluate --workdir=...`` evaluates it and ``python -m spiral_jax.train``
@@ -18,8 +18,6 @@ with the same workdir continues from it by self-play.
 from __future__ import annotations
 
 import functools
-import json
-import os
 from typing import Callable, Sequence
 
 import jax
@@ -28,52 +26,18 @@ import numpy as np
 import optax
 import tqdm
 
-from spiral_jax.games import core, experts, simple_negotiation, tic_tac_toe
-from spiral_jax.rl import batching, losses, rollout
+from spiral_jax.games import core, experts
+from spiral_jax.play import rollout
+from spiral_jax.rl import batching, losses
 from spiral_jax.rl.logprobs import make_logprob_fn
 from spiral_jax.rl import train_step as ts
 from spiral_jax.text import templates
 
-SFT_LOG = "sft.jsonl"  # the SFT run's loss curve, one JSON object per logged step
-
-
 # ---- scripted responses ----
-def _tic_tac_toe_explanation(state, seat: int, action: int) -> str:
-  board = np.asarray(state.board)
-  free = [str(c) for c in np.nonzero(board == tic_tac_toe.EMPTY)[0]]
-  line = f"I am {tic_tac_toe.SYMBOLS[seat]}; the free cells are {', '.join(free)}."
-  lines = [cells for cells in tic_tac_toe.LINES if action in cells]
-  others = [board[[c for c in cells if c != action]] for cells in lines]
-  if any((o == seat).all() for o in others):
-    return f"{line} Cell {action} completes my line."
-  if any((o == 1 - seat).all() for o in others):
-    return f"{line} Cell {action} blocks {tic_tac_toe.SYMBOLS[1 - seat]}'s line."
-  return line
-
-
-def _negotiation_explanation(state, seat: int, action: int) -> str:
-  values = simple_negotiation.VALUES[seat]
-  wood, gold = (int(q) for q in np.asarray(state.inventory)[seat])
-  line = (f"I value Wood {values[0]} and Gold {values[1]} and hold {wood} Wood and {gold} Gold.")
-  if action >= simple_negotiation.FIRST_OFFER:
-    terms = np.asarray(simple_negotiation.offer_terms(np.int64(action)))
-    change = int(((terms[2:] - terms[:2]) * values).sum())
-    return f"{line} If accepted, this offer changes my value by {change:+d}."
-  if int(state.offer_from) == 1 - seat:
-    offer = np.asarray(state.offer)  # (give wood, give gold, get wood, get gold) of its maker
-    change = int(((offer[:2] - offer[2:]) * values).sum())
-    return f"{line} Accepting the pending offer changes my value by {change:+d}."
-  return line
-
-
 def explanation(game: core.Game, state: core.State, seat: int, action: int) -> str:
-  """What the seat knows and what the move does, in one or two short sentences (host)."""
-  state = jax.tree.map(np.asarray, state)
-  if isinstance(game, tic_tac_toe.TicTacToe):
-    return _tic_tac_toe_explanation(state, seat, int(action))
-  if isinstance(game, simple_negotiation.SimpleNegotiation):
-    return _negotiation_explanation(state, seat, int(action))
-  return game.summary(state, seat)
+  """What the seat knows and what the move does, in one or two short sentences (host): the
+  game's own ``Game.explain``."""
+  return game.explain(jax.tree.map(np.asarray, state), seat, int(action))
 
 
 def response_text(game: core.Game, action: int, state: core.State | None = None,
@@ -186,20 +150,20 @@ def mean_nll(logprob_fn, params, moves: Sequence[rollout.Move], response_len: in
   return total / max(count, 1.0)
 
 
-def move_pools(trainer, player: str, pool_games: int, key: jax.Array) -> list[list[rollout.Move]]:
-  """Each game kind's scripted moves, rendered and tokenized once."""
-  cfg = trainer.cfg
+def move_pools(setup, player: str, pool_games: int, key: jax.Array) -> list[list[rollout.Move]]:
+  """Each game kind's scripted moves, rendered and tokenized once (``setup``: a
+  ``run.setup.RunSetup``, or anything with its ``cfg``, ``games`` and ``tokenizer``)."""
   pools = []
-  for k, game in enumerate(trainer.games):
+  for k, game in enumerate(setup.games):
     pairs = scripted_pairs(game, experts.make_player(player, game), pool_games,
-                           jax.random.fold_in(key, k), cfg.template)
-    pools.append(pairs_to_moves(pairs, trainer.tokenizer, k, 0))
+                           jax.random.fold_in(key, k), setup.cfg.template)
+    pools.append(pairs_to_moves(pairs, setup.tokenizer, k, 0))
   return pools
 
 
-def warm_start(trainer, params, player: str = "random", pool_games: int = 2048,
+def warm_start(setup, params, player: str = "random", pool_games: int = 2048,
                log_every: int = 0, log_fn: Callable[[int, dict], None] | None = None):
-  """``trainer.cfg.warm_start_steps`` supervised steps (Adam, ``warm_start_learning_rate``) on
+  """``setup.cfg.warm_start.steps`` supervised steps (Adam, ``warm_start.learning_rate``) on
   scripted games; returns (params, metrics).
 
   The moves of ``pool_games`` games per kind are played, rendered and tokenized once; each step
@@ -208,84 +172,28 @@ def warm_start(trainer, params, player: str = "random", pool_games: int = 2048,
   ``log_fn(step, {"sft/nll": ...})`` is called every ``log_every`` steps.
   """
   from spiral_jax.parallel import mesh as mesh_lib  # lazy: only training needs the rules
-  cfg = trainer.cfg
-  micro = cfg.micro_batch_size or cfg.batch_size
-  tx, step = make_sft_step(make_logprob_fn(trainer.graphdef, 1.0), cfg.warm_start_learning_rate,
-                           cfg.batch_size // micro, jit=False)
+  cfg = setup.cfg
+  tx, step = make_sft_step(make_logprob_fn(setup.graphdef, 1.0), cfg.warm_start.learning_rate,
+                           cfg.num_micro_batches, jit=False)
   state = ts.init_state(jax.tree.map(jnp.copy, params), tx, 1, cfg.seed)
-  step, state = ts.jit_train_step(step, state, trainer.mesh, mesh_lib.TRAIN_RULES)
-  pools = move_pools(trainer, player, pool_games, jax.random.key(cfg.seed + 7))
+  step, state = ts.jit_train_step(step, state, setup.mesh, mesh_lib.TRAIN_RULES)
+  pools = move_pools(setup, player, pool_games, jax.random.key(cfg.seed + 7))
   rng = np.random.default_rng(cfg.seed)
   floor = batching.ShapeFloor()  # pads each batch to the largest so far: few compilations
   loss = float("nan")
-  bar = tqdm.tqdm(total=cfg.warm_start_steps, desc=f"SFT ({player})", dynamic_ncols=True,
-                  disable=not getattr(trainer, "progress", False))
-  for i in range(cfg.warm_start_steps):
+  bar = tqdm.tqdm(total=cfg.warm_start.steps, desc=f"SFT ({player})", dynamic_ncols=True,
+                  disable=not getattr(setup, "progress", False))
+  for i in range(cfg.warm_start.steps):
     moves = []
     for pool, quota in zip(pools, cfg.game_quotas):
       moves += [pool[j] for j in rng.choice(len(pool), min(quota, len(pool)), replace=False)]
     state, m = step(state, sft_batch(moves, cfg.sampling.max_new_tokens,
-                                     trainer.tokenizer.pad_id, floor))
+                                     setup.tokenizer.pad_id, floor))
     loss = float(m["loss"])  # the batch's NLL before this update
     bar.update(1)
     bar.set_postfix(nll=f"{loss:.3f}")
     if log_fn is not None and log_every and (i + 1) % log_every == 0:
       log_fn(i + 1, {"sft/nll": loss})
   bar.close()
-  return state.params, {"warm_start/nll": loss, "warm_start/steps": cfg.warm_start_steps,
+  return state.params, {"warm_start/nll": loss, "warm_start/steps": cfg.warm_start.steps,
                         "warm_start/pool_moves": sum(len(p) for p in pools)}
-
-
-# ---- the SFT baseline run ----
-def train_sft(cfg, workdir: str, *, player: str = "expert", progress: bool = True,
-              pool_games: int = 2048, held_out_games: int = 64, log_every: int = 10):
-  """The "SFT on expert trajectories" baseline: ``cfg.warm_start_steps`` supervised steps at
-  ``cfg.warm_start_learning_rate`` on ``player``'s games of every configured kind (the moves of
-  ``pool_games`` games per kind, see ``warm_start``).
-
-  Writes, in the trainer's layout: ``tokenizer/``, ``config.json``, the policy as the step-0
-  checkpoint (with a fresh optimizer state for self-play), ``metrics.jsonl`` (one step-0 row:
-  the NLL on ``held_out_games`` unseen games per kind before and after, and the evaluation suites
-  when ``eval_every`` > 0), ``sft.jsonl`` (the loss every ``log_every`` steps) and ``eval/0.json``.
-  Returns (the saved ``TrainState``, that row's metrics).
-  """
-  from spiral_jax import metrics as metrics_lib  # lazy: the trainer imports this module
-  from spiral_jax.rl.trainer import Trainer
-  if cfg.warm_start_steps < 1:
-    raise ValueError(f"warm_start_steps={cfg.warm_start_steps}: the SFT baseline trains for "
-                     "warm_start_steps steps; set it >= 1")
-  saved = os.path.join(workdir, "checkpoints")
-  if os.path.isdir(saved) and any(p.isdigit() for p in os.listdir(saved)):
-    raise ValueError(f"--workdir={workdir!r} already holds checkpoints; SFT writes a fresh run's "
-                     "step 0, so choose an empty workdir")
-  trainer = Trainer(cfg, workdir, progress=progress)
-  state = trainer.initial_state()
-  logprob_fn = make_logprob_fn(trainer.graphdef, 1.0)
-  held_out = [m for pool in move_pools(trainer, player, held_out_games,
-                                       jax.random.key(cfg.seed + 1009)) for m in pool]
-  nll = functools.partial(mean_nll, logprob_fn, moves=held_out,
-                          response_len=cfg.sampling.max_new_tokens, pad_id=trainer.tokenizer.pad_id,
-                          rows=max(64, cfg.micro_batch_size or cfg.batch_size))  # few shapes
-  before = nll(state.params)
-  log_path = os.path.join(workdir, SFT_LOG)
-  with open(log_path, "w") as log:
-    def write(step: int, row: dict) -> None:
-      log.write(json.dumps({"step": step, **row}) + "\n")
-      log.flush()
-    write(0, {"sft/heldout_nll": before})
-    params, metrics = warm_start(trainer, state.params, player=player, pool_games=pool_games,
-                                 log_every=log_every, log_fn=write)
-    after = nll(params)
-    write(cfg.warm_start_steps, {"sft/heldout_nll": after})
-  metrics = {f"sft/{k.split('/', 1)[1]}": v for k, v in metrics.items()}
-  metrics.update({"sft/heldout_nll_before": before, "sft/heldout_nll_after": after,
-                  "sft/player": player})
-  state = state.replace(params=params, opt_state=trainer.tx.init(params))
-  if cfg.eval_every:
-    metrics.update(trainer.evaluate(state))
-  writer = metrics_lib.MetricsWriter(workdir)
-  writer.write(0, metrics)
-  writer.close()
-  trainer.checkpointer.save(0, state, force=True)
-  trainer.checkpointer.close()
-  return state, metrics

@@ -1,7 +1,7 @@
 """The learner: one pure, jitted policy update over a batch of move-samples.
 
 ``train_step(state, batch) -> (state, metrics)`` folds the batch's finished games into the RAE
-baselines, gives every sample its seat's advantage, drops zero advantages, then runs ``epochs``
+baselines, gives every sample its seat's advantage, drops zero advantages, then runs ``rl.epochs``
 optimizer steps (PPO), each accumulating gradients over micro-batches. The "old" log-probs are the
 first epoch's own forward pass under the pre-update parameters, so they cost no extra pass and the
 PPO ratio is exactly 1 on the first epoch.
@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from spiral_jax.games.core import tree_select
 from spiral_jax.rl import losses, rae
 
 # (params, prefix, prefix_mask, row_prefix, tokens, input_mask) -> (logp, entropy), both f32[B, L]:
@@ -119,7 +120,7 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
   def train_step(state: TrainState, batch: TrainBatch, ref_params=None):
     """``ref_params``: the frozen reference policy's parameters, needed when ``loss_cfg.kl_beta``
     is positive (a KL penalty keeps the policy near it)."""
-    if loss_cfg.kl_beta > 0 and ref_params is None:
+    if loss_cfg.needs_reference and ref_params is None:
       raise ValueError("loss.kl_beta > 0 needs ref_params (the frozen reference policy)")
     game_adv, baselines = rae.advantages(state.rae, batch.game_kind, batch.game_returns,
                                          batch.game_valid, alpha=rae_alpha, enabled=rae_enabled)
@@ -145,7 +146,7 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
 
     mbs = _micro_batches(per_sample, num_micro_batches)
     refs = None
-    if loss_cfg.kl_beta > 0:  # the frozen reference scores the batch once, not once per epoch
+    if loss_cfg.needs_reference:  # the frozen reference scores the batch once, not once per epoch
       def ref_pass(_, mb):
         row_prefix, tokens, input_mask = mb[:3]
         return None, logprob_fn(ref_params, batch.prefix, batch.prefix_mask, row_prefix, tokens,
@@ -167,8 +168,8 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
       m["grad_norm"] = optax.global_norm(grads)
       finite = baselines_finite & jnp.isfinite(m.pop("objective")) & jnp.isfinite(m["grad_norm"])
       if skip_nonfinite:
-        new_params = _select(finite, new_params, params)
-        new_opt_state = _select(finite, new_opt_state, opt_state)
+        new_params = tree_select(finite, new_params, params)
+        new_opt_state = tree_select(finite, new_opt_state, opt_state)
       m["skipped"] = (~finite).astype(jnp.int32)
       return new_params, new_opt_state, _rows(logp), m
 
@@ -206,11 +207,6 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
     return new_state, metrics
 
   return train_step
-
-
-def _select(pred: jax.Array, on_true, on_false):
-  """``jnp.where`` over two pytrees of the same structure with a scalar predicate."""
-  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 def state_shardings(state: TrainState, mesh) -> TrainState:

@@ -15,10 +15,10 @@
   reported log-probs), matching a learner that divides logits by the sampling temperature. Greedy
   decoding (``greedy=True`` or ``temperature=0``) reports ``log_softmax(logits)``.
 * Sampling draws one uniform per row and inverts the CDF of the filtered distribution (two-level,
-  see ``inverse_cdf``): exact, and on CPU ~20x cheaper than Gumbel noise over the vocabulary.
+  ``choice.inverse_cdf``): exact, and on CPU ~20x cheaper than Gumbel noise over the vocabulary.
 * Prompts that share a prefix (SPIRAL's template and game rules) are grouped by it
   (``prefixes.prefix_groups``): each group's prefix runs once, every row takes a copy of its
-  group's cache and prefills only its own tail. ``prompt_layout`` uses this when it runs fewer
+  group's cache and prefills only its own tail. ``prefixes.prompt_layout`` uses this when it runs fewer
   padded prefill tokens than the whole prompts; ``share_prefix=False`` turns it off. A
   ``prefix_table`` fixes the prefixes and padded sizes, so a run's calls share one program.
 * Decoding attends only to the cache it has filled, in windows: the cache first holds the prompt
@@ -43,9 +43,11 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from spiral_jax.model import transformer
-from spiral_jax.model.policy import Policy, left_pad
+from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.sampling import prefixes
+from spiral_jax.sampling.choice import sample_logits
+from spiral_jax.sampling.prefixes import bucket
 
 DECODE_WINDOW = 64  # new-token slots of the first decode window; each next window doubles them
 
@@ -115,106 +117,6 @@ class _Static:
   cache_len: int
   mesh: Mesh | None
   rules: mesh_lib.Rules
-
-
-def filter_logits(scaled: jax.Array, top_k: int, top_p: jax.Array | None) -> jax.Array:
-  """Sets logits outside the top-k / top-p (nucleus) set to -inf. scaled: f32[B, V].
-
-  Top-p keeps the smallest set of most likely tokens whose mass reaches ``top_p`` (computed after
-  top-k), as Hugging Face does. Both cut at a logit value, so tokens tied with the last kept one
-  are kept too.
-  """
-  if top_k:
-    kth = jax.lax.top_k(scaled, top_k)[0][:, -1:]
-    scaled = jnp.where(scaled < kth, -jnp.inf, scaled)
-  if top_p is not None:
-    descending = -jnp.sort(-scaled, axis=-1)
-    probs = jax.nn.softmax(descending, axis=-1)
-    mass_before = jnp.cumsum(probs, axis=-1) - probs
-    kept = jnp.sum(mass_before < top_p, axis=-1, keepdims=True)
-    threshold = jnp.take_along_axis(descending, jnp.maximum(kept - 1, 0), axis=-1)
-    scaled = jnp.where(scaled < threshold, -jnp.inf, scaled)
-  return scaled
-
-
-def _blocks(x: jax.Array, block: int, fill: float) -> jax.Array:
-  """[B, V] -> [B, ceil(V / block), block], padding the tail with ``fill``."""
-  pad = -x.shape[-1] % block
-  return jnp.pad(x, ((0, 0), (0, pad)), constant_values=fill).reshape(x.shape[0], -1, block)
-
-
-def _first_index(hit: jax.Array) -> jax.Array:
-  """The first True along the last axis, per row."""
-  iota = jax.lax.broadcasted_iota(jnp.int32, hit.shape, hit.ndim - 1)
-  return jnp.min(jnp.where(hit, iota, hit.shape[-1]), axis=-1)
-
-
-def block_argmax(x: jax.Array, block: int = 128) -> jax.Array:
-  """i32[B]: the first index of each row's maximum of x: f32[B, V].
-
-  Two levels (the block holding the maximum, then the index inside it): one pass over x instead
-  of the ~8x slower variadic argmax reduction of XLA:CPU.
-  """
-  blocks = _blocks(x, block, -jnp.inf)
-  block_max = blocks.max(axis=-1)
-  top = block_max.max(axis=-1, keepdims=True)
-  chosen = _first_index(block_max == top)
-  row = jnp.take_along_axis(blocks, chosen[:, None, None], axis=1)[:, 0]
-  return chosen * block + _first_index(row == top)
-
-
-def _positive_range(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The first and last index with x > 0, per row."""
-  iota = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
-  return (jnp.min(jnp.where(x > 0, iota, x.shape[-1] - 1), axis=-1),
-          jnp.max(jnp.where(x > 0, iota, 0), axis=-1))
-
-
-def _search(cdf: jax.Array, target: jax.Array, weights: jax.Array) -> jax.Array:
-  """The i with cdf[i-1] <= target < cdf[i]; clipped to the positive weights against rounding."""
-  index = jnp.sum(cdf <= target[:, None], axis=-1)
-  first, last = _positive_range(weights)
-  return jnp.clip(index, first, last)
-
-
-def inverse_cdf(weights: jax.Array, uniform: jax.Array, block: int = 128) -> jax.Array:
-  """Draws index i with probability weights[:, i] / sum(weights[:, i]) for each row.
-
-  weights: f32[B, V] >= 0 (some positive); uniform: f32[B] in [0, 1). Two levels (blocks of
-  ``block``, then inside the chosen block) replace a cumulative sum over the whole vocabulary;
-  rounding can never pick a zero-weight index.
-  """
-  blocks = _blocks(weights, block, 0.0)
-  block_mass = blocks.sum(axis=-1)
-  block_cdf = jnp.cumsum(block_mass, axis=-1)
-  target = uniform * block_cdf[:, -1]
-  chosen = _search(block_cdf, target, block_mass)
-  mass_before = (jnp.take_along_axis(block_cdf, chosen[:, None], axis=-1)[:, 0]
-                 - jnp.take_along_axis(block_mass, chosen[:, None], axis=-1)[:, 0])
-  row = jnp.take_along_axis(blocks, chosen[:, None, None], axis=1)[:, 0]
-  inside = _search(jnp.cumsum(row, axis=-1), target - mass_before, row)
-  return (chosen * block + inside).astype(jnp.int32)
-
-
-def sample_logits(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array,
-                  greedy: bool, top_k: int, use_top_p: bool) -> tuple[jax.Array, jax.Array]:
-  """Draws one token per row; returns (i32[B] tokens, f32[B] log-probs, see module doc).
-
-  logits: f32[B, V]; temperature, top_p: f32[] (dynamic, so changing them does not recompile).
-  """
-  scaled = logits if greedy else logits / temperature
-  top = jnp.max(scaled, axis=-1, keepdims=True)
-  weights = jnp.exp(scaled - top)
-  log_total = jnp.log(jnp.sum(weights, axis=-1))
-  if greedy:
-    tokens = block_argmax(scaled)
-  else:
-    if top_k or use_top_p:
-      kept = filter_logits(scaled, top_k, top_p if use_top_p else None) > -jnp.inf
-      weights = jnp.where(kept, weights, 0.0)
-    tokens = inverse_cdf(weights, jax.random.uniform(key, (logits.shape[0],), jnp.float32))
-  picked = jnp.take_along_axis(scaled - top, tokens[:, None], axis=-1)[:, 0]
-  return tokens, picked - log_total
 
 
 def _constrain(tree: Any, static: _Static, names: tuple[str | None, ...]) -> Any:
@@ -351,20 +253,6 @@ def _to_host(x: jax.Array) -> np.ndarray:
   return np.asarray(jax.device_get(x))
 
 
-def bucket(n: int, buckets: Sequence[int] | None = None, multiple_of: int = 1,
-           minimum: int = 1) -> int:
-  """The smallest bucket >= n: from ``buckets`` if given, else a power of two (>= ``minimum``);
-  always rounded up to a multiple of ``multiple_of``."""
-  if buckets:
-    fitting = [b for b in sorted(buckets) if b >= n]
-    if not fitting:
-      raise ValueError(f"{n} exceeds the largest bucket {max(buckets)}; add a larger bucket")
-    size = fitting[0]
-  else:
-    size = max(minimum, 1 << max(0, n - 1).bit_length())
-  return -(-size // multiple_of) * multiple_of
-
-
 def _encode(policy: Policy, prompts: Sequence[Any]) -> list[list[int]]:
   if not prompts:
     raise ValueError("generate: prompts is empty; pass a list of strings or token-id lists")
@@ -390,79 +278,6 @@ def _stop_array(policy: Policy, stop_ids: Sequence[int] | None) -> np.ndarray:
   stops = sorted(set(int(s) for s in stop_ids))
   size = bucket(max(len(stops), 1), minimum=4)
   return np.array(stops + [-1] * (size - len(stops)), np.int32)
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptLayout:
-  """How a batch of prompts enters the KV cache (host arrays).
-
-  Without sharing: ``tokens``/``mask`` i32/bool[B, P] are the whole prompts, left-padded. With a
-  shared prefix: ``prefix``/``prefix_mask`` i32/bool[G, Q] hold each group's prefix (left-padded,
-  run once per group), ``row_prefix`` i32[B] each row's group, and ``tokens``/``mask`` only the
-  rows' tails (left-padded). ``slots``: cache slots the prompts take (Q + P)."""
-  tokens: np.ndarray
-  mask: np.ndarray
-  prefix: np.ndarray | None = None
-  prefix_mask: np.ndarray | None = None
-  row_prefix: np.ndarray | None = None
-
-  @property
-  def slots(self) -> int:
-    return self.tokens.shape[1] + (0 if self.prefix is None else self.prefix.shape[1])
-
-  @property
-  def prefill_tokens(self) -> int:
-    """Padded token positions the prefill runs (its cost)."""
-    return self.tokens.size + (0 if self.prefix is None else self.prefix.size)
-
-
-def prompt_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
-                  prompt_buckets: Sequence[int] | None = None, share_prefix: bool = True,
-                  table: prefixes.PrefixTable | None = None) -> PromptLayout:
-  """Pads ``rows`` (token ids) to ``batch`` rows. With ``share_prefix``: the ``table``'s prefixes
-  and sizes when every row fits them (steady shapes), else rows grouped by shared prefix
-  (``prefixes.prefix_groups``) when that runs fewer padded prefill tokens than the whole prompts.
-  Padded lengths not set by the table are buckets of ``prompt_buckets`` (default: powers of 2)."""
-  def length(n: int) -> int:
-    return bucket(n, prompt_buckets, minimum=16)
-
-  def whole() -> PromptLayout:
-    layout = PromptLayout(*left_pad(list(rows) + [[pad_id]] * (batch - len(rows)), pad_id,
-                                    length(max(map(len, rows)))))
-    layout.mask[len(rows):] = False
-    return layout
-
-  if not share_prefix:
-    return whole()
-  owners = None if table is None else table.assign(rows)
-  if owners is not None:
-    return _shared_layout(rows, batch, pad_id, [list(p) for p in table.prefixes], owners,
-                          table.groups, table.prefix_len, table.tail_len)
-
-  def cost(groups: list[list[int]], shared: list[int]) -> int:
-    tail = max(len(rows[i]) - n for g, n in zip(groups, shared) for i in g)
-    return bucket(len(groups)) * length(max(shared)) + batch * length(tail)
-
-  groups, shared = prefixes.prefix_groups(rows, cost)
-  if cost(groups, shared) >= batch * length(max(map(len, rows))):  # whole prompts' positions
-    return whole()
-  owners = prefixes.owners(groups, len(rows))
-  tail = max(len(row) - shared[j] for row, j in zip(rows, owners))
-  return _shared_layout(rows, batch, pad_id, [list(rows[g[0]][:n]) for g, n in zip(groups, shared)],
-                        owners, bucket(len(groups)), length(max(shared)), length(tail))
-
-
-def _shared_layout(rows: Sequence[Sequence[int]], batch: int, pad_id: int,
-                   heads: list[list[int]], owners: list[int], groups: int, prefix_len: int,
-                   tail_len: int) -> PromptLayout:
-  """Row i continues ``heads[owners[i]]``; ``groups`` prefix rows (empty past the heads)."""
-  prefix, prefix_mask = left_pad(heads + [[]] * (groups - len(heads)), pad_id, prefix_len)
-  tails = [list(row[len(heads[j]):]) for row, j in zip(rows, owners)]
-  tokens, mask = left_pad(tails + [[pad_id]] * (batch - len(rows)), pad_id, tail_len)
-  mask[len(rows):] = False
-  row_prefix = np.zeros(batch, np.int32)
-  row_prefix[:len(rows)] = owners
-  return PromptLayout(tokens, mask, prefix, prefix_mask, row_prefix)
 
 
 def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
@@ -501,7 +316,8 @@ def generate(policy: Policy, prompts: Sequence[str] | Sequence[Sequence[int]],
   out_len = bucket(max_new_tokens, minimum=16)
   windows = decode_windows(out_len)
   pad_id = policy.pad_id
-  layout = prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix, prefix_table)
+  layout = prefixes.prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix,
+                                  prefix_table)
   row_valid = np.arange(batch) < len(rows)
   static = _Static(greedy=greedy, top_k=int(top_k), use_top_p=top_p < 1.0, out_len=out_len,
                    cache_len=layout.slots + windows[0], mesh=mesh, rules=rules)

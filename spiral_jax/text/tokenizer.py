@@ -33,6 +33,8 @@ import sentencepiece as spm
 import tokenizers
 from sentencepiece import sentencepiece_model_pb2
 
+from spiral_jax import files
+
 CHAT_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 # One piece for the answer box's opening, space included ("\u2581" is SentencePiece's space): in a
 # scripted answer the token before the move is then the last word of the explanation (the card).
@@ -242,7 +244,7 @@ class SentencePieceTokenizer(Tokenizer):
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SENTENCEPIECE_MODEL).write_bytes(self.model_proto)
-    _write_json(folder / TOKENIZER_CONFIG, self._saved_config())
+    files.write_json(folder / TOKENIZER_CONFIG, self._saved_config(), indent=2)
 
 
 class HFTokenizer(Tokenizer):
@@ -299,7 +301,7 @@ class HFTokenizer(Tokenizer):
     (folder / TOKENIZER_JSON).write_text(self.tokenizer_json, encoding="utf-8")
     config = self._saved_config()
     config.setdefault("tokenizer_class", "PreTrainedTokenizerFast")  # transformers loads it as is
-    _write_json(folder / TOKENIZER_CONFIG, config)
+    files.write_json(folder / TOKENIZER_CONFIG, config, indent=2)
 
 
 def load_tokenizer(folder: str | os.PathLike, *, eos_token: Token | None = None,
@@ -385,9 +387,7 @@ def _token_content(value: Any) -> str | None:
 
 
 def _as_list(value: Any) -> list[Any]:
-  if value is None:
-    return []
-  return list(value) if isinstance(value, (list, tuple)) else [value]
+  return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _read_json(path: pathlib.Path) -> dict[str, Any]:
@@ -397,7 +397,3 @@ def _read_json(path: pathlib.Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
   except json.JSONDecodeError as error:
     raise ValueError(f"{str(path)!r} is not valid JSON ({error}); fix or remove it") from error
-
-
-def _write_json(path: pathlib.Path, data: Mapping[str, Any]) -> None:
-  path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

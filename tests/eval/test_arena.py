@@ -11,9 +11,10 @@ import spiral_jax as sj
 from spiral_jax.eval import arena
 from spiral_jax.games import core, kuhn_poker, tic_tac_toe
 from spiral_jax.model import Policy, preset
-from spiral_jax.rl import rollout, sft
+from spiral_jax.play import agents, rollout
+from spiral_jax.rl import sft
 from spiral_jax.text import tokenizer as tokenizer_lib
-from tests.rl.test_rollout import CharTokenizer, counting, fake_sampler
+from tests.play.test_rollout import CharTokenizer, counting, fake_sampler
 
 # Newcombe, "Two-sided confidence intervals for the single proportion", Stat. Med. 1998,
 # Table I, method 3 (score interval without continuity correction), to 4 decimals.
@@ -133,7 +134,7 @@ def tiny_policy():
 
 def test_a_tiny_text_policy_plays_random_and_reports_its_forfeits(tiny_policy):
   game = sj.games.make("TicTacToe-v0")
-  agent = arena.text_agent(tiny_policy, max_new_tokens=8, temperature=1.0, top_p=1.0)
+  agent = agents.text_agent(tiny_policy, max_new_tokens=8, temperature=1.0, top_p=1.0)
   result = arena.play_arena(game, agent, "random", num_games=16, key=6)
   text, overall = result.agent_text, result.overall
   assert overall.games == 16 and result.agent == "policy"

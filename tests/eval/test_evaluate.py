@@ -14,9 +14,10 @@ import pytest
 from spiral_jax import config as config_lib
 from spiral_jax import evaluate
 from spiral_jax.eval import kuhn_exact
-from spiral_jax.rl import evaluation
-from spiral_jax.rl.trainer import Trainer
-from spiral_jax.sampling import sampler
+from spiral_jax.eval import suites
+from spiral_jax.run import evaluation as run_evaluation
+from spiral_jax.run.trainer import Trainer
+from spiral_jax.sampling import prefixes
 
 DATA = pathlib.Path(__file__).parent / "data"
 # The shared tiny run (tests/tiny_config.py) as a config file of its own (the CLI reads files).
@@ -26,9 +27,9 @@ from tests import tiny_config
 
 def get_config():
   c = tiny_config.get_config()
-  c.warm_start_steps = 0  # tests/rl/test_sft.py covers the supervised steps
-  c.eval_games = 8
-  c.keep_checkpoints = 3
+  c.warm_start.steps = 0  # tests/rl/test_sft.py covers the supervised steps
+  c.eval.games = 8
+  c.checkpoint.keep = 3
   c.num_steps = 1
   return c
 '''
@@ -52,10 +53,10 @@ def test_evaluate_writes_every_section_and_the_summary(run, tmp_path, capsys):
   config_file, workdir = run
   evaluate.main(evaluate.parse_flags([
       "evaluate", f"--config={config_file}", f"--workdir={workdir}",
-      "--config.eval_opponents=random,self", "--config.eval_kuhn_samples=4",
-      "--config.eval_reasoning=math500,gpqa_diamond", f"--config.eval_data_dir={tmp_path}",
-      f"--config.eval_source_dir={DATA}", "--config.eval_reasoning_limit=2",
-      "--config.eval_reasoning_samples=2", "--config.eval_reasoning_max_new_tokens=8"]))
+      "--config.eval.opponents=random,self", "--config.eval.kuhn_samples=4",
+      "--config.eval.reasoning=math500,gpqa_diamond", f"--config.eval.data_dir={tmp_path}",
+      f"--config.eval.source_dir={DATA}", "--config.eval.reasoning_limit=2",
+      "--config.eval.reasoning_samples=2", "--config.eval.reasoning_max_new_tokens=8"]))
   printed = capsys.readouterr().out
   with open(workdir / "eval" / "1.json") as f:
     report = json.load(f)
@@ -116,36 +117,37 @@ def test_evaluate_reads_the_run_config_and_names_missing_checkpoints(run, tmp_pa
   config_file, workdir = run
   evaluate.parse_flags(["evaluate", f"--workdir={workdir}"])  # no --config: the run's config.json
   cfg = evaluate.config_from_flags()
-  assert cfg.eval_games == 8 and cfg.checkpoint_every == 1
+  assert cfg.eval.games == 8 and cfg.checkpoint.every == 1
   with pytest.raises(ValueError, match=r"--step=7: .* holds steps \[0, 1\]"):
-    evaluate.run(cfg, str(workdir), step=7, echo=False)
+    run_evaluation.evaluate_run(cfg, str(workdir), step=7, echo=False)
   with pytest.raises(FileNotFoundError, match="training run's folder"):
-    evaluate.run(cfg, str(tmp_path), echo=False)
+    run_evaluation.evaluate_run(cfg, str(tmp_path), echo=False)
   evaluate.parse_flags(["evaluate", f"--config={config_file}", f"--workdir={workdir}",
-                        "--config.eval_reasoning=nope"])
-  with pytest.raises(ValueError, match="eval_reasoning: unknown benchmarks"):
+                        "--config.eval.reasoning=nope"])
+  with pytest.raises(ValueError, match="eval.reasoning: unknown benchmarks"):
     evaluate.config_from_flags()
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(eval_opponents=("random", "minimax")), "eval_opponents: 'minimax'"),
-    (dict(eval_opponents=()), "eval_opponents is empty"),
-    (dict(eval_extra_games=("KuhnPoker-v1",)), "eval_extra_games: 'KuhnPoker-v1'"),
-    (dict(eval_kuhn_samples=-1), "eval_kuhn_samples=-1"),
-    (dict(eval_reasoning_samples=0), "eval_reasoning_samples=0"),
-    (dict(eval_reasoning=("math500",)), "eval_reasoning needs eval_data_dir"),
+    (dict(eval__opponents=("random", "minimax")), "eval.opponents: 'minimax'"),
+    (dict(eval__opponents=()), "eval.opponents is empty"),
+    (dict(eval__extra_games=("KuhnPoker-v1",)), "eval.extra_games: 'KuhnPoker-v1'"),
+    (dict(eval__kuhn_samples=-1), "eval.kuhn_samples=-1"),
+    (dict(eval__reasoning_samples=0), "eval.reasoning_samples=0"),
+    (dict(eval__reasoning=("math500",)), "eval.reasoning needs eval.data_dir"),
 ])
 def test_bad_eval_fields_are_refused_by_name(overrides, message):
-  from tests.rl.test_trainer import tiny_config
+  from tests.run.test_trainer import tiny_config
   with pytest.raises(ValueError, match=message):
-    tiny_config(**overrides)
+    config_lib.check_files(tiny_config(**overrides))  # a folder opponent is a filesystem check
 
 
 def test_eval_lists_accept_commas_and_lists():
-  from tests.rl.test_trainer import tiny_config
-  cfg = tiny_config(eval_opponents="random, expert", eval_extra_games=["TicTacToe-v0"])
-  assert cfg.eval_opponents == ("random", "expert") and cfg.eval_extra_games == ("TicTacToe-v0",)
+  from tests.run.test_trainer import tiny_config
+  cfg = tiny_config(eval__opponents=("random, expert",), eval__extra_games=["TicTacToe-v0"])
+  assert cfg.eval.opponents == ("random", "expert") and cfg.eval.extra_games == ("TicTacToe-v0",)
   assert hash(cfg) is not None
+  assert config_lib.EvalConfig(opponents="random,self").opponents == ("random", "self")
   assert os.path.basename(evaluate.__file__) == "evaluate.py"
 
 
@@ -155,7 +157,7 @@ def test_evaluate_a_hugging_face_folder(run, tmp_path):
   config_file, workdir = run
   evaluate.parse_flags(["evaluate", f"--config={config_file}", f"--workdir={workdir}"])
   cfg = evaluate.config_from_flags()
-  policy, _ = evaluate.load_checkpoint_policy(cfg, str(workdir))
+  policy, _ = run_evaluation.load_checkpoint_policy(cfg, str(workdir))
   export_hf(policy, str(tmp_path / "tiny_hf"))  # safetensors + the SentencePiece tokenizer
   evaluate.main(evaluate.parse_flags(["evaluate", f"--config={config_file}",
                                       f"--hf={tmp_path / 'tiny_hf'}", f"--workdir={tmp_path}"]))
@@ -175,35 +177,35 @@ def test_shared_prefix_evaluation_equals_whole_prompts(run, tmp_path):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   c = module.get_config()
-  c.eval_opponents, c.eval_kuhn_samples = ("random",), 6
+  c.eval.opponents, c.eval.kuhn_samples = ("random",), 6
   cfg = config_lib.from_config_dict(c)
-  assert cfg.sampling.share_prefix
+  assert cfg.eval.sampling.share_prefix
   trainer = Trainer(cfg, str(tmp_path / "run"), progress=False)
   policy, key = trainer.policy, jax.random.key(3)
-  shared_eval = evaluation.Evaluator(cfg)
+  shared_eval = suites.Evaluator(cfg)
   table = shared_eval.prefix_table(trainer.tokenizer)
   assert table is not None and table.prefix_len > 0
   assert shared_eval.prefix_table(trainer.tokenizer) is table  # built once per tokenizer
-  whole_cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling,
-                                                                    share_prefix=False))
-  assert evaluation.Evaluator(whole_cfg).prefix_table(trainer.tokenizer) is None
+  whole_sampling = dataclasses.replace(cfg.eval.sampling, share_prefix=False)
+  whole_cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, sampling=whole_sampling))
+  assert suites.Evaluator(whole_cfg).prefix_table(trainer.tokenizer) is None
   layouts = []
-  prompt_layout = sampler.prompt_layout
+  prompt_layout = prefixes.prompt_layout
 
   def layout_and_record(rows, batch, pad_id, prompt_buckets=None, share_prefix=True,
                         table=None):
     layouts.append(prompt_layout(rows, batch, pad_id, prompt_buckets, share_prefix, table))
     return layouts[-1]
 
-  sampler.prompt_layout = layout_and_record
+  prefixes.prompt_layout = layout_and_record
   try:
     shared = shared_eval.run(policy, key).metrics()
     assert layouts and all(x.prefix is not None and x.prefix.shape == (table.groups,
                                                                        table.prefix_len)
                            for x in layouts)
-    whole = evaluation.Evaluator(whole_cfg).run(policy, key).metrics()
+    whole = suites.Evaluator(whole_cfg).run(policy, key).metrics()
   finally:
-    sampler.prompt_layout = prompt_layout
+    prefixes.prompt_layout = prompt_layout
   assert shared.keys() == whole.keys()
   for name, value in whole.items():
     assert shared[name] == pytest.approx(value, abs=1e-9), name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import spiral_jax as sj
-from spiral_jax.games import core
+from spiral_jax.games import core, experts
 
 GAME_IDS = sj.games.list_games()
 BATCH = 128
@@ -109,3 +109,26 @@ def test_terminal_states_have_no_legal_moves_and_render(game_id):
   assert bool(state.terminated)
   assert not bool(game.legal_action_mask(state).any())
   assert game.parse("\\boxed{anything}", state) == core.INVALID
+
+
+@pytest.mark.parametrize("game_id", GAME_IDS)
+def test_each_game_owns_its_expert_and_its_explanation(game_id):
+  """A game brings its scripted expert and its SFT explanation (``Game.expert``,
+  ``Game.explain``): batched, the expert only makes legal moves, and every explanation is text."""
+  game = sj.games.make(game_id)
+  expert = jax.jit(jax.vmap(experts.expert_player(game)))
+  state = jax.jit(jax.vmap(game.init))(jax.random.split(jax.random.key(0), 32))
+  step = jax.jit(jax.vmap(game.step))
+  for t in range(game.max_moves):
+    live = ~np.asarray(state.terminated)
+    if not live.any():
+      break
+    moves = expert(state, jax.random.split(jax.random.key(t), 32))
+    legal = np.asarray(jax.vmap(game.legal_action_mask)(state))
+    assert legal[np.arange(32), np.asarray(moves)][live].all()
+    one = jax.tree.map(lambda x: np.asarray(x[0]), state)
+    if live[0]:
+      said = game.explain(one, int(one.current_seat), int(moves[0]))
+      assert isinstance(said, str) and said == said.strip()
+    state = step(state, moves)
+  assert np.asarray(state.terminated).all()  # experts finish their games

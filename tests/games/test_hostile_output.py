@@ -22,10 +22,10 @@ from spiral_jax.games import core
 from spiral_jax.games import kuhn_poker as kp
 from spiral_jax.games import simple_negotiation as sn
 from spiral_jax.games import tic_tac_toe as ttt
-from spiral_jax.rl import rollout
+from spiral_jax.play import rollout
 from spiral_jax.text import actions
 from spiral_jax.text.tokenizer import HFTokenizer, train_sentencepiece
-from tests.rl.test_rollout import CharTokenizer
+from tests.play.test_rollout import CharTokenizer
 
 GAME_IDS = sj.games.list_games()
 FORFEITS = {"train": core.TRAIN_FORFEIT, "eval": core.EVAL_FORFEIT}

@@ -89,7 +89,7 @@ def test_tpu_vm_dry_run_spot_sweep_matches_golden():
       [".venv/bin/python", "-m", "spiral_jax.train", "--multihost",
        "--config=experiments/tiny_cpu.py",
        f"--workdir=gs://my-bucket/spiral/rae_ablation/{i}_rae-{rae}", "--config.num_steps=200",
-       f"--config.rae={rae}"]
+       f"--config.rl.rae={rae}"]
       for i, rae in enumerate(("True", "False"))]
   assert "--worker=0" in logs and "tail" in remote_command(lines[3])
   assert delete[4:] == ["delete", "spiral-v5e", "--project=my-project", "--zone=us-west4-a",
@@ -200,11 +200,11 @@ def test_xm_launch_dry_run_tpu_sweep_matches_golden():
     assert shlex.join(argv) == command and argv[:2] == ["bash", "launch/tpu_vm.sh"]
     assert f"--workdir=gs://my-bucket/spiral/spiral-tiny_cpu-rae_ablation/{name}" in argv
     assert "--accelerator=v5e-16" in argv and f"--name=spiral-tiny-cpu-rae-ablation-{i}" in argv
-    assert argv[argv.index("--"):] == ["--", "--config.num_steps=200", f"--config.rae={rae}"]
+    assert argv[argv.index("--"):] == ["--", "--config.num_steps=200", f"--config.rl.rae={rae}"]
     # The job's arguments are a valid tpu_vm.sh call: its dry run accepts them.
     check = tpu_vm("--dry-run", *argv[2:])
     assert check.returncode == 0, check.stderr
-    assert f"--config.rae={rae}" in check.stdout
+    assert f"--config.rl.rae={rae}" in check.stdout
 
 
 def test_xm_launch_dry_run_vertex_gpu_matches_golden():
@@ -222,7 +222,7 @@ def test_xm_launch_local_jobs_run_this_interpreter():
   assert plan.jobs[1].command[:3] == (sys.executable, "-m", "spiral_jax.train")
   assert plan.jobs[1].args == ("--config=experiments/tiny_cpu.py",
                                "--workdir=runs/spiral-tiny_cpu-rae_ablation/1_rae-False",
-                               "--config.rae=False")
+                               "--config.rl.rae=False")
   single = xm_launch.make_plan(str(REPO / "experiments" / "tiny_cpu.py"), workdir_root="/tmp/r/",
                                python="bash")
   [job] = single.jobs
@@ -310,21 +310,22 @@ def test_xm_jobs_with_xmanager_when_installed():
 # ---- experiments/sweeps.py ------------------------------------------------------------------------
 
 def test_grid_is_the_cartesian_product_in_order():
-  assert sweeps.grid(rae=[True, False], seed=[0, 1]) == [
-      {"config.rae": True, "config.seed": 0}, {"config.rae": True, "config.seed": 1},
-      {"config.rae": False, "config.seed": 0}, {"config.rae": False, "config.seed": 1}]
+  assert sweeps.grid(**{"rl.rae": [True, False]}, seed=[0, 1]) == [
+      {"config.rl.rae": True, "config.seed": 0}, {"config.rl.rae": True, "config.seed": 1},
+      {"config.rl.rae": False, "config.seed": 0}, {"config.rl.rae": False, "config.seed": 1}]
   assert sweeps.grid(**{"config.optim.learning_rate": [1e-6]}) == [
       {"config.optim.learning_rate": 1e-6}]
 
 
 def test_zip_pairs_axes_and_product_combines_sweeps():
-  budget = sweeps.zip_(**{"sampling.max_new_tokens": [16, 32], "loss.drgrpo_constant": [16.0, 32.0]})
-  assert budget == [{"config.sampling.max_new_tokens": 16, "config.loss.drgrpo_constant": 16.0},
-                    {"config.sampling.max_new_tokens": 32, "config.loss.drgrpo_constant": 32.0}]
-  both = sweeps.product(budget, sweeps.grid(rae=[True, False]))
-  assert len(both) == 4 and both[1] == {**budget[0], "config.rae": False}
-  assert sweeps.SWEEPS["rae_ablation_seeds"] == sweeps.product(sweeps.grid(rae=[True, False]),
-                                                               sweeps.grid(seed=[0, 1, 2]))
+  budget = sweeps.zip_(**{"sampling.max_new_tokens": [16, 32],
+                          "rl.loss.drgrpo_constant": [16.0, 32.0]})
+  assert budget == [{"config.sampling.max_new_tokens": 16, "config.rl.loss.drgrpo_constant": 16.0},
+                    {"config.sampling.max_new_tokens": 32, "config.rl.loss.drgrpo_constant": 32.0}]
+  both = sweeps.product(budget, sweeps.grid(**{"rl.rae": [True, False]}))
+  assert len(both) == 4 and both[1] == {**budget[0], "config.rl.rae": False}
+  assert sweeps.SWEEPS["rae_ablation_seeds"] == sweeps.product(
+      sweeps.grid(**{"rl.rae": [True, False]}), sweeps.grid(seed=[0, 1, 2]))
   assert len(sweeps.get("rae_ablation")) == 2
 
 
@@ -343,16 +344,16 @@ def test_sweep_mistakes_raise_clear_errors(make, message):
 
 
 def test_points_become_flags_and_run_names():
-  point = {"config.rae": False, "config.optim.learning_rate": 3e-7,
+  point = {"config.rl.rae": False, "config.optim.learning_rate": 3e-7,
            "config.games": ("KuhnPoker-v1", "TicTacToe-v0"), "config.opponent": "random"}
   assert sweeps.to_cli_args(point) == [
-      "--config.rae=False", "--config.optim.learning_rate=3e-07",
+      "--config.rl.rae=False", "--config.optim.learning_rate=3e-07",
       "--config.games=('KuhnPoker-v1', 'TicTacToe-v0')", "--config.opponent=random"]
   assert sweeps.run_name(3, point) == ("3_rae-False_learning_rate-3e-07_"
                                        "games-KuhnPoker-v1-TicTacToe-v0_opponent-random")
   assert sweeps.run_name(0, {}) == "0"
   result = run([sys.executable, "experiments/sweeps.py", "rae_ablation"])
-  assert result.stdout == "0_rae-True --config.rae=True\n1_rae-False --config.rae=False\n"
+  assert result.stdout == "0_rae-True --config.rl.rae=True\n1_rae-False --config.rl.rae=False\n"
   result = run([sys.executable, "experiments/sweeps.py", "nope"])
   assert result.returncode == 2 and "--sweep='nope'" in result.stderr
 

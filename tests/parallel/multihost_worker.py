@@ -1,10 +1,16 @@
 """One process of the multi-host test: trains the shared tiny config and saves what it ends with.
 
-  python tests/parallel/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT DEVICES WORKDIR OUT.npz \
+  python tests/parallel/multihost_worker.py PROCESS_ID NUM_PROCESSES PORT DEVICES WORKDIR OUT_DIR \
       EVAL_EVERY
 
-With NUM_PROCESSES > 1 the processes join one JAX job on localhost (CPU collectives over gloo);
-the chief (process 0) writes the final parameters and RAE baselines to OUT.npz.
+Every run joins a JAX job on localhost, a run of one process too, so the CPU backend's cross-device
+collectives are gloo's in every layout: an all-reduce of the 8 devices' partial gradients then
+sums them in one order (gloo's ring over the 8 devices) whether the devices sit in one process or
+in two, and the runs agree bit for bit. (XLA's in-process all-reduce sums in another order; Adam's
+division by sqrt(nu) amplifies that rounding to ~2e-6 in the parameters after 4 updates.)
+Each process writes OUT_DIR/process<PROCESS_ID>.npz: its own copy of the final state (parameters
+p*, optimizer state opt*, RAE baselines, step) and every step's rollout (the finished games and
+the moves trained on, as the process gathered them).
 """
 import os
 import sys
@@ -16,23 +22,40 @@ def main(process_id: int, num_processes: int, port: int, devices: int, workdir: 
   os.environ["JAX_PLATFORMS"] = "cpu"
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
   from spiral_jax.parallel import multihost
-  if num_processes > 1:
-    multihost.initialize(f"localhost:{port}", num_processes, process_id)
+  multihost.initialize(f"localhost:{port}", num_processes, process_id)  # gloo, even for 1 process
   import jax
   import numpy as np
   from spiral_jax import config as config_lib
-  from spiral_jax.rl.trainer import Trainer
+  from spiral_jax.run.trainer import Trainer
   from tests import tiny_config
+
+  rollouts = []
+
+  class RecordingTrainer(Trainer):
+    def collect(self, state, runners=None):
+      r = super().collect(state, runners)
+      rollouts.append(r)
+      return r
 
   c = tiny_config.get_config()
   c.num_steps = 3
   c.rollout_shards = 2
-  c.eval_every = eval_every
-  c.eval_games = 8
-  state = Trainer(config_lib.from_config_dict(c), workdir, progress=False).run()
-  leaves = {f"p{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.params))}
-  if multihost.is_chief():
-    np.savez(out, rae=np.asarray(state.rae), step=np.asarray(state.step), **leaves)
+  c.eval.every = eval_every
+  c.eval.games = 8
+  state = RecordingTrainer(config_lib.from_config_dict(c), workdir, progress=False).run()
+  saved = {"rae": np.asarray(state.rae), "step": np.asarray(state.step)}
+  saved.update({f"p{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.params))})
+  saved.update({f"opt{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state.opt_state))})
+  for step, r in enumerate(rollouts, 1):
+    saved[f"step{step}_games"] = np.array([[g.kind, g.forfeited_by, g.num_moves] for g in r.games])
+    saved[f"step{step}_returns"] = np.stack([g.returns for g in r.games])
+    saved[f"step{step}_moves"] = np.array([[m.kind, m.seat, m.game, m.truncated, m.invalid]
+                                           for m in r.moves])
+    saved[f"step{step}_tokens"] = np.concatenate(  # each move: prompt length, prompt, response...
+        [[len(m.prompt_ids), *m.prompt_ids, len(m.response_ids), *m.response_ids]
+         for m in r.moves])
+  os.makedirs(out, exist_ok=True)
+  np.savez(os.path.join(out, f"process{process_id}.npz"), **saved)
   multihost.barrier("worker_done")
 
 

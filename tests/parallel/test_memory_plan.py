@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 
-from spiral_jax import plan
+from spiral_jax.plan import planner as plan
 from spiral_jax.model import config as model_config
 from spiral_jax.model import transformer
-from spiral_jax.parallel import memory
+from spiral_jax.plan import memory
+from spiral_jax.sampling.prefixes import bucket
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.rl import train_step as ts
 from spiral_jax.rl.logprobs import make_logprob_fn
@@ -37,9 +38,10 @@ FAST = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes"
 
 
 def _tiny(**changes):
-  """tests/tiny_config.py with ``changes``, through the plan's own config reader."""
+  """tests/tiny_config.py with ``changes`` (``__`` for a group's dot), through the plan's own
+  config reader."""
   cd = tiny_config.get_config()
-  cd.update(changes)
+  cd.update_from_flattened_dict({k.replace("__", "."): v for k, v in changes.items()})
   cfg, model, _ = plan.resolve(cd)
   return cfg, model, plan.workload(cfg)
 
@@ -72,9 +74,9 @@ def test_topologies_follow_the_slice_naming():
     memory.topology("v5p-9")
   with pytest.raises(ValueError, match="--topology"):
     memory.topology("tpu-8")
-  assert memory.mesh_shape(1, -1, 1, 8) == {"data": 1, "fsdp": 8, "tensor": 1}
-  with pytest.raises(ValueError, match="mesh_data x mesh_fsdp x mesh_tensor"):
-    memory.mesh_shape(3, 1, 1, 8)
+  assert mesh_lib.resolve_shape({"data": 1, "fsdp": -1}, 8) == {"data": 1, "fsdp": 8, "tensor": 1}
+  with pytest.raises(ValueError, match="mesh.data x mesh.fsdp x mesh.tensor"):
+    mesh_lib.resolve_shape({"data": 3}, 8)
 
 
 def test_parameter_bytes_equal_the_real_shards():
@@ -88,12 +90,12 @@ def test_parameter_bytes_equal_the_real_shards():
 
 @pytest.mark.parametrize("batch_size, epochs", [(16, 1), (32, 2)])
 def test_train_step_within_15_percent_of_xla(batch_size, epochs):
-  cfg, model, work = _tiny(batch_size=batch_size, epochs=epochs)
+  cfg, model, work = _tiny(batch_size=batch_size, rl__epochs=epochs)
   mesh = mesh_lib.make_mesh(cfg.mesh_shape)
   graphdef, params = _placed(model, mesh, mesh_lib.TRAIN_RULES)
-  tx = ts.make_optimizer(cfg.optim, cfg.num_steps * cfg.epochs)  # as rl/trainer.py builds it
-  step = ts.make_train_step(make_logprob_fn(graphdef, cfg.sampling.temperature), tx, cfg.loss,
-                            epochs=cfg.epochs, num_micro_batches=cfg.batch_size // work.micro_batch)
+  tx = ts.make_optimizer(cfg.optim, cfg.num_steps * cfg.rl.epochs)  # as rl/trainer.py builds it
+  step = ts.make_train_step(make_logprob_fn(graphdef, cfg.sampling.temperature), tx, cfg.rl.loss,
+                            epochs=cfg.rl.epochs, num_micro_batches=cfg.batch_size // work.micro_batch)
   fn, state = ts.jit_train_step(step, ts.init_state(params, tx, 1, 0), mesh, mesh_lib.TRAIN_RULES)
   rows, length, s = batch_size, work.learner_tokens, jax.ShapeDtypeStruct
   batch = ts.TrainBatch(  # the plan's worst case: no shared prompt prefix
@@ -110,12 +112,12 @@ def test_train_step_within_15_percent_of_xla(batch_size, epochs):
 
 def test_sampler_call_within_15_percent_of_xla():
   # fsdp 4 x tensor 2: sampling replicates over fsdp; one KV head cannot split over tensor
-  cfg, model, work = _tiny(games_per_round=16, mesh_data=1, mesh_fsdp=4, mesh_tensor=2)
+  cfg, model, work = _tiny(games_per_round=16, mesh__data=1, mesh__fsdp=4, mesh__tensor=2)
   mesh_shape = cfg.mesh_shape
   mesh = mesh_lib.make_mesh(mesh_shape)
   rules = mesh_lib.SAMPLE_RULES
   graphdef, params = _placed(model, mesh, rules)
-  rows = memory.padded_rows(work.sampler_rows, mesh_lib.batch_divisor(mesh, rules))
+  rows = bucket(work.sampler_rows, multiple_of=mesh_lib.batch_divisor(mesh, rules))
   assert sampler.decode_windows(work.new_slots) == [work.new_slots]  # one decode window
   static = sampler._Static(greedy=False, top_k=0, use_top_p=False, out_len=work.new_slots,
                            cache_len=work.prompt_slots + work.new_slots, mesh=mesh, rules=rules)
@@ -138,10 +140,10 @@ def test_sampler_call_within_15_percent_of_xla():
 def test_cache_growth_within_15_percent_of_xla():
   """A 1024-token budget decodes in 5 windows; the last growth (``sampler._extend``, 528 -> 1040
   slots) holds both caches. Its program leaves the resident weights out, so they are added."""
-  cfg, model, work = _tiny(games_per_round=16, mesh_data=8, mesh_fsdp=1, mesh_tensor=1)
+  cfg, model, work = _tiny(games_per_round=16, mesh__data=8, mesh__fsdp=1, mesh__tensor=1)
   mesh = mesh_lib.make_mesh(cfg.mesh_shape)
   rules = mesh_lib.SAMPLE_RULES
-  rows = memory.padded_rows(work.sampler_rows, mesh_lib.batch_divisor(mesh, rules))
+  rows = bucket(work.sampler_rows, multiple_of=mesh_lib.batch_divisor(mesh, rules))
   prompt, new = 16, 1024
   assert sampler.decode_windows(new)[-2:] == [512, 1024]
   static = sampler._Static(greedy=False, top_k=0, use_top_p=False, out_len=new,
@@ -175,11 +177,11 @@ def test_refuses_what_cannot_fit_and_names_a_fix_that_fits():
   cd.batch_size = 64
   table, refusal = plan.run(cd, "cpu", headroom=1.0, hbm_gib=hbm_gib)  # what main() prints
   assert "DOES NOT FIT" in table and refusal.startswith("verdict: REFUSED")
-  fix = [line for line in refusal.splitlines() if "--config.micro_batch_size=" in line]
+  fix = [line for line in refusal.splitlines() if "--config.rl.micro_batch_size=" in line]
   assert fix and "remat" in refusal, refusal
-  cd.micro_batch_size = int(fix[0].split("--config.micro_batch_size=")[1].split()[0])
+  cd.rl.micro_batch_size = int(fix[0].split("--config.rl.micro_batch_size=")[1].split()[0])
   table, refusal = plan.run(cd, "cpu", headroom=1.0, hbm_gib=hbm_gib)
-  assert cd.micro_batch_size >= 16 and refusal is None and "verdict: fits" in table
+  assert cd.rl.micro_batch_size >= 16 and refusal is None and "verdict: fits" in table
   with pytest.raises(ValueError, match="--topology"):
     plan.run(cd, "tpu-v9")
   table, _ = plan.run(tiny_config.get_config(), "cpu", mesh="auto")

@@ -18,8 +18,8 @@ def test_make_mesh_is_auto_and_fills_one_axis():
 
 
 @pytest.mark.parametrize("shape, message", [
-    ({"data": 3, "fsdp": 2}, "needs 6 devices but 8"),
-    ({"data": -1, "fsdp": -1}, "at most one axis may be -1"),
+    ({"data": 3, "fsdp": 2}, "3x2x1 must equal the 8 devices"),
+    ({"data": -1, "fsdp": -1}, "at most one may be -1"),
     ({"model": 8}, "unknown axes"),
     ({"data": 3, "fsdp": -1}, "do not divide"),
 ])

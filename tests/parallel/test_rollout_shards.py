@@ -6,7 +6,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.parallel import multihost
-from spiral_jax.rl import rollout
+from spiral_jax.play import rollout
 
 
 def test_shards_split_the_devices_in_order():

@@ -5,7 +5,8 @@ import numpy as np
 
 from spiral_jax.model import config as model_config
 from spiral_jax.model import transformer
-from spiral_jax.rl import batching, logprobs, rollout
+from spiral_jax.play import rollout
+from spiral_jax.rl import batching, logprobs
 
 CONFIG = model_config.ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_heads=4,
                                   num_kv_heads=2, head_dim=8, mlp_dim=64, max_seq_len=128)

@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 import spiral_jax as sj
-from spiral_jax import evaluate
+from spiral_jax import config as config_lib
 from spiral_jax.games import core, experts, simple_negotiation
 from spiral_jax.rl import sft
+from spiral_jax.run import evaluation as run_evaluation
+from spiral_jax.run import sft as sft_run
+from spiral_jax.workdir import Workdir
 from spiral_jax.text import actions
 
-from tests.rl.test_trainer import tiny_config
+from tests.run.test_trainer import tiny_config
 
 
 def _tic_tac_toe_after(moves):
@@ -69,48 +72,49 @@ def test_every_scripted_expert_response_parses_to_its_move():
 
 
 def test_sft_on_expert_kuhn_lowers_nll_and_saves_a_loadable_checkpoint(tmp_path):
-  cfg = tiny_config(num_steps=0, warm_start_steps=4, warm_start_learning_rate=3e-2,
-                    sampling=dict(max_new_tokens=24), loss=dict(drgrpo_constant=24.0))
-  state, metrics = sft.train_sft(cfg, str(tmp_path), progress=False, pool_games=256,
+  cfg = tiny_config(num_steps=0, warm_start__steps=4, warm_start__learning_rate=3e-2,
+                    sampling=dict(max_new_tokens=24), rl__loss=dict(drgrpo_constant=24.0))
+  state, metrics = sft_run.train_sft(cfg, str(tmp_path), progress=False, pool_games=256,
                                  held_out_games=32, log_every=2)
   before, after = metrics["sft/heldout_nll_before"], metrics["sft/heldout_nll_after"]
   assert after < 0.7 * before, (before, after)  # held-out expert games, not the training pool
-  with open(tmp_path / sft.SFT_LOG) as f:
+  with open(Workdir(str(tmp_path)).sft_log) as f:
     logged = [json.loads(line) for line in f]
   assert [r["step"] for r in logged] == [0, 2, 4, 4]
   assert logged[-1]["sft/heldout_nll"] == pytest.approx(after)
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["0"]
-  policy, step = evaluate.load_checkpoint_policy(cfg, str(tmp_path))
+  policy, step = run_evaluation.load_checkpoint_policy(cfg, str(tmp_path))
   assert step == 0
   for a, b in zip(jax.tree.leaves(policy.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # The run's saved config round-trips, so `evaluate --workdir` alone finds its settings.
-  assert evaluate.load_run_config(str(tmp_path)) == cfg
+  assert config_lib.load_run(str(tmp_path)) == cfg
   config_before = (tmp_path / "config.json").read_text()
   with pytest.raises(ValueError, match="already holds checkpoints"):
-    sft.train_sft(cfg, str(tmp_path), progress=False, pool_games=8)
+    sft_run.train_sft(cfg, str(tmp_path), progress=False, pool_games=8)
   assert (tmp_path / "config.json").read_text() == config_before  # refused before writing
 
 
 def test_sft_needs_steps():
   with pytest.raises(ValueError, match="warm_start_steps"):
-    sft.train_sft(tiny_config(warm_start_steps=0), "/nonexistent/never", progress=False)
+    sft_run.train_sft(tiny_config(warm_start__steps=0), "/nonexistent/never", progress=False)
 
 
 def test_kuhn_cards_are_one_token_after_a_unique_marker_and_one_piece_with_the_answer_box(tmp_path):
   # A 2-layer policy trained from scratch: the prompt's card follows a marker found nowhere else
   # (found by content), and the answer's card and box are one piece, so the move is predicted from
   # a token that is the card (the README: self-play then learns a card-dependent policy).
-  from spiral_jax.rl import evaluation, trainer as trainer_lib
+  from spiral_jax.eval import kuhn_policy
+  from spiral_jax.run import setup
   from spiral_jax.text import tokenizer as tokenizer_lib
   cfg = tiny_config()  # single-round Kuhn Poker
-  tok = trainer_lib.build_tokenizer(cfg, str(tmp_path))
+  tok = setup.build_tokenizer(cfg, str(tmp_path))
   box = tok.encode(tokenizer_lib.ANSWER_BOX_TOKEN.replace("\u2581", " "))
   assert len(box) == 1, [tok.decode([i]) for i in box]  # the other games' answers keep it
   marker = tok.encode(" is: '")
   assert len(marker) == 1, [tok.decode([i]) for i in marker]
   game = sj.games.make("KuhnPoker-v1", rounds=1)
-  for key, info in evaluation.kuhn_infosets(game).items():
+  for key, info in kuhn_policy.kuhn_infosets(game).items():
     card = "JQK"[int(key[0])]
     prompt = tok.encode(info.prompt)
     assert prompt.count(marker[0]) == 1, key

@@ -7,7 +7,8 @@ import pytest
 from spiral_jax.model import config as model_config
 from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
-from spiral_jax.rl import batching, losses, rollout
+from spiral_jax.play import rollout
+from spiral_jax.rl import batching, losses
 from spiral_jax.rl import train_step as ts
 from spiral_jax.rl.logprobs import make_logprob_fn
 

@@ -10,9 +10,10 @@ from flax import nnx
 
 from spiral_jax import config as config_lib
 from spiral_jax.model import ModelConfig, Policy
-from spiral_jax.rl import batching, rollout
-from spiral_jax.rl.trainer import Trainer
-from spiral_jax.sampling import sampler
+from spiral_jax.play import agents, rollout
+from spiral_jax.rl import batching
+from spiral_jax.run.trainer import Trainer
+from spiral_jax.sampling import prefixes, sampler
 from tests.sampling.test_sampler import PROBS, VOCAB, Bigram, CharTokenizer
 from tests import tiny_config as tiny_config_file
 
@@ -73,7 +74,7 @@ def test_sampler_rows_padded_to_batch_rows_share_one_program():
                        head_dim=2, mlp_dim=2, max_seq_len=64)
   graphdef, params = nnx.split(Bigram(config, np.log(PROBS)))
   policy = Policy(config=config, graphdef=graphdef, params=params, tokenizer=CharTokenizer())
-  sample = rollout.policy_sample_fn(policy, max_new_tokens=4, batch_rows=12)
+  sample = agents.policy_sample_fn(policy, max_new_tokens=4, batch_rows=12)
   sample([[1, 2]] * 12, 0)
   traces = sampler.trace_counts()
   for n in (1, 5, 11):  # a turn's rows: fewer as games end
@@ -104,24 +105,25 @@ def test_sampler_prompts_that_fit_the_prefix_table_keep_its_shapes():
   for _ in range(20):  # any turn's rows, as games end and histories grow
     size = int(rng.choice([1, 3, 8]))
     drawn = [prompts[i] for i in rng.choice(len(prompts), size, replace=False)]
-    layout = sampler.prompt_layout(drawn, 8, 0, table=table)
+    layout = prefixes.prompt_layout(drawn, 8, 0, table=table)
     assert layout.prefix.shape == (table.groups, table.prefix_len)
     assert layout.tokens.shape == (8, table.tail_len)
     assert [_joined(layout, i) for i in range(size)] == drawn
   longer = prompts[0] + [5] * (table.tail_len + 1)  # a tail the table cannot hold
   assert table.assign([longer]) is None
-  layout = sampler.prompt_layout([longer, prompts[1]], 8, 0, table=table)  # grouped per call
+  layout = prefixes.prompt_layout([longer, prompts[1]], 8, 0, table=table)  # grouped per call
   assert [_joined(layout, i) for i in range(2)] == [longer, prompts[1]]
 
 
 @pytest.mark.parametrize("share_prefix", [False, True], ids=["whole_prompts", "shared_prefix"])
 def test_nothing_compiles_after_the_first_evaluation_and_checkpoint(tmp_path, share_prefix):
   c = tiny_config_file.get_config()
-  c.num_steps, c.eval_every, c.checkpoint_every, c.eval_games = 3, 2, 2, 4
+  c.num_steps, c.eval.every, c.checkpoint.every, c.eval.games = 3, 2, 2, 4
   c.sampling = dict(max_new_tokens=4, share_prefix=share_prefix)
+  c.eval.sampling.share_prefix = share_prefix  # evaluation samples with its own settings
   trainer = Trainer(config_lib.from_config_dict(c), str(tmp_path), progress=False)
   step_now, compiles, layouts = [0], [], []
-  prompt_layout = sampler.prompt_layout
+  prompt_layout = prefixes.prompt_layout
 
   def layout_and_record(rows, batch, pad_id, prompt_buckets=None, share_prefix=True,
                         table=None):
@@ -129,7 +131,7 @@ def test_nothing_compiles_after_the_first_evaluation_and_checkpoint(tmp_path, sh
     layouts.append((table, layout))
     return layout
 
-  sampler.prompt_layout = layout_and_record
+  prefixes.prompt_layout = layout_and_record
 
   def listener(event, _secs, fun_name="?", **_):
     if event == COMPILE_EVENT:
@@ -147,7 +149,7 @@ def test_nothing_compiles_after_the_first_evaluation_and_checkpoint(tmp_path, sh
     trainer.run()
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-    sampler.prompt_layout = prompt_layout
+    prefixes.prompt_layout = prompt_layout
   tabled = [(t, layout) for t, layout in layouts if t is not None]
   assert bool(tabled) == share_prefix  # self-play's calls get the learner floor's table
   for table, layout in tabled:

@@ -8,7 +8,7 @@ from flax import nnx
 from hypothesis import given, settings, strategies as st
 
 from spiral_jax.model import ModelConfig, Policy
-from spiral_jax.sampling import sampler
+from spiral_jax.sampling import choice, sampler
 from spiral_jax.sampling import generate
 
 VOCAB = 8
@@ -194,7 +194,7 @@ def test_inverse_cdf_never_draws_a_zero_weight(weights, uniform):
   assert 0 <= index < len(weights) and weights[index] > 0
 
 
-_inverse_cdf = jax.jit(sampler.inverse_cdf)
+_inverse_cdf = jax.jit(choice.inverse_cdf)
 
 
 @settings(max_examples=40, deadline=None)
@@ -206,4 +206,4 @@ def test_block_argmax_is_the_first_maximum(values):
   assert int(_block_argmax(padded)[0]) == int(np.argmax(padded[0]))
 
 
-_block_argmax = jax.jit(sampler.block_argmax)
+_block_argmax = jax.jit(choice.block_argmax)

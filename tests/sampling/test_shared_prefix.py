@@ -5,7 +5,7 @@ import pytest
 
 from spiral_jax.model import ModelConfig, Policy, transformer
 from spiral_jax.parallel import mesh as mesh_lib
-from spiral_jax.sampling import generate, prefixes, sampler
+from spiral_jax.sampling import generate, prefixes
 
 VOCAB = 96
 CONFIG = ModelConfig(vocab_size=VOCAB, d_model=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -37,8 +37,8 @@ def test_shared_length_leaves_every_row_a_token():
 
 def test_layout_groups_the_families_and_runs_fewer_tokens():
   rows = family_prompts()
-  layout = sampler.prompt_layout(rows, batch=8, pad_id=0)
-  whole = sampler.prompt_layout(rows, batch=8, pad_id=0, share_prefix=False)
+  layout = prefixes.prompt_layout(rows, batch=8, pad_id=0)
+  whole = prefixes.prompt_layout(rows, batch=8, pad_id=0, share_prefix=False)
   assert layout.prefix is not None and whole.prefix is None
   assert layout.prefix.shape == (2, 64) and layout.tokens.shape == (8, 16)  # prefixes 60 / 40
   assert whole.tokens.shape == (8, 128)
@@ -54,7 +54,7 @@ def test_layout_groups_the_families_and_runs_fewer_tokens():
 
 def test_unrelated_prompts_are_not_split():
   rows = np.random.RandomState(3).randint(0, VOCAB, (8, 40)).tolist()
-  assert sampler.prompt_layout(rows, batch=8, pad_id=0).prefix is None
+  assert prefixes.prompt_layout(rows, batch=8, pad_id=0).prefix is None
 
 
 @pytest.mark.parametrize("kwargs", [dict(greedy=True), dict(temperature=1.0, seed=7),
@@ -98,7 +98,7 @@ def test_a_prefix_table_fixes_the_shapes_and_samples_what_whole_prompts_do(polic
   rows = family_prompts(seed=2)
   table = prefixes.PrefixTable(prefixes=(tuple(rows[0][:50]), tuple(rows[1][:30])), groups=4,
                                prefix_len=64, tail_len=40)
-  layout = sampler.prompt_layout(rows, batch=8, pad_id=0, table=table)
+  layout = prefixes.prompt_layout(rows, batch=8, pad_id=0, table=table)
   assert layout.prefix.shape == (4, 64) and layout.tokens.shape == (8, 40)
   assert list(layout.row_prefix[:len(rows)]) == [i % 2 for i in range(len(rows))]
   shared = generate(policy, rows, max_new_tokens=12, temperature=1.0, seed=5, stop_ids=(),

@@ -8,101 +8,40 @@ and each step's randomness is ``fold_in(seed, step)``, so a resumed run repeats 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import signal
-import threading
 import time
-from typing import Any
 
 import jax
 import numpy as np
 import tqdm
 
-from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
 from spiral_jax.games import core
-from spiral_jax.model import config as model_config_lib
-from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.parallel import multihost
-from spiral_jax.rl import batching, opponents, rollout, sft
-from spiral_jax.rl.logprobs import make_logprob_fn
+from spiral_jax.play import agents, opponents, rollout
+from spiral_jax.rl import batching, sft
 from spiral_jax.rl import train_step as ts
-from spiral_jax.rl import evaluation
+from spiral_jax.rl.logprobs import make_logprob_fn
+from spiral_jax.run import floors, setup
+from spiral_jax.run.signals import StopSignals
 from spiral_jax.sampling import prefixes
-from spiral_jax.text import tokenizer as tokenizer_lib
 
 
-def build_tokenizer(cfg: config_lib.TrainConfig, workdir: str) -> tokenizer_lib.Tokenizer:
-  """The configured tokenizer; the games' own SentencePiece model is trained once and saved."""
-  if cfg.tokenizer != "games_sentencepiece":
-    return tokenizer_lib.load_tokenizer(cfg.tokenizer)
-  folder = os.path.join(workdir, "tokenizer")
-  tok = None
-  if multihost.is_chief() and not os.path.isdir(folder):  # the chief trains it, all load it
-    texts = sft.game_corpus([spec.make() for spec in cfg.games], cfg.template, seed=cfg.seed)
-    pieces = [p for spec in cfg.games for p in spec.make().tokenizer_pieces]
-    tok = tokenizer_lib.train_sentencepiece(
-        texts, cfg.vocab_size, seed=cfg.seed,
-        user_defined_symbols=(tokenizer_lib.CHAT_SPECIAL_TOKENS + (tokenizer_lib.ANSWER_BOX_TOKEN,)
-                              + tuple(dict.fromkeys(pieces))))
-    tok.save(folder)
-  multihost.barrier("spiral_jax:tokenizer")
-  return tok if tok is not None else tokenizer_lib.load_tokenizer(folder)
-
-
-def build_policy(cfg: config_lib.TrainConfig, tok, mesh) -> Policy:
-  if os.path.isdir(cfg.model):
-    return Policy.from_hf(cfg.model, mesh=mesh, dtype=cfg.compute_dtype,
-                          param_dtype=cfg.param_dtype)
-  model_cfg = model_config_lib.preset(cfg.model, vocab_size=tok.vocab_size,
-                                     param_dtype=cfg.param_dtype, dtype=cfg.compute_dtype,
-                                     **dict(cfg.model_overrides))
-  return Policy.init(model_cfg, tok, jax.random.key(cfg.seed), mesh=mesh)
-
-
-class Trainer:
-  """Owns the run: config, workdir, policy, jitted steps, checkpoints and metrics."""
+class Trainer(setup.RunSetup):
+  """The training run: a ``RunSetup`` plus the opponents, the learner step and the loop."""
 
   def __init__(self, cfg: config_lib.TrainConfig, workdir: str, *, progress: bool = True):
-    config_lib.check_workdir(workdir)
-    self.cfg, self.workdir = cfg, workdir
-    self.progress = progress and multihost.is_chief()
-    self.mesh = mesh_lib.make_mesh(cfg.mesh_shape)
-    self.num_shards = multihost.resolve_shards(cfg.rollout_shards)
-    if self.num_shards > 1 and cfg.opponent in ("checkpoint", "league"):
-      raise ValueError(f"opponent={cfg.opponent!r} samples on the whole mesh and needs one rollout "
-                       f"shard, but this job has {self.num_shards} (rollout_shards="
-                       f"{cfg.rollout_shards}, {jax.process_count()} processes)")
-    # Each shard samples on its own devices: data-parallel, with the run's tensor split.
-    self.shard_meshes = {s: mesh_lib.make_mesh({"data": -1, "tensor": cfg.mesh_tensor}, group)
-                         for s, group in enumerate(multihost.shard_devices(self.num_shards))
-                         if s in multihost.local_shards(self.num_shards)}
-    self.games = [spec.make() for spec in cfg.games]
-    self.tokenizer = build_tokenizer(cfg, workdir)
-    self.policy = build_policy(cfg, self.tokenizer, self.mesh)
-    self.graphdef = self.policy.graphdef
+    super().__init__(cfg, workdir, progress=progress)
     self.league = None
     self.floor: batching.ShapeFloor | None = None  # the learner's shapes, set by ``run``
     if cfg.opponent == "league":
-      self.league = opponents.League(os.path.join(workdir, "league"), cfg.league_size,
-                                     cfg.league_every)
+      self.league = opponents.League(self.paths.league, cfg.league_size, cfg.league_every)
     self.runners = [rollout.GameRunner(g, opp) for g, opp in zip(self.games, self._opponents())]
-    self.evaluator = evaluation.Evaluator(cfg)  # games, opponents, benchmark problems: once
-    updates = cfg.num_steps * cfg.epochs
-    self.tx = ts.make_optimizer(cfg.optim, updates)
-    batch = cfg.micro_batch_size or cfg.batch_size
     self.train_step = ts.make_train_step(
-        make_logprob_fn(self.graphdef, cfg.sampling.temperature), self.tx, cfg.loss,
-        epochs=cfg.epochs, num_micro_batches=cfg.batch_size // batch, rae_enabled=cfg.rae,
-        rae_alpha=cfg.rae_alpha, filter_zero_advantage=cfg.filter_zero_advantage)
-    self.checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                                    keep=cfg.keep_checkpoints)
-    if multihost.is_chief():
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(cfg), f, indent=1, default=str)
+        make_logprob_fn(self.graphdef, cfg.sampling.temperature), self.tx, cfg.rl.loss,
+        epochs=cfg.rl.epochs, num_micro_batches=cfg.num_micro_batches, rae_enabled=cfg.rl.rae,
+        rae_alpha=cfg.rl.rae_alpha, filter_zero_advantage=cfg.rl.filter_zero_advantage)
 
   def _opponents(self) -> list:
     """Each game's fixed opponent: None for self-play (and a league, drawn per step)."""
@@ -132,30 +71,15 @@ class Trainer:
     return batching.prefix_table(self.floor, self.cfg.sampling.max_new_tokens)
 
   # ---- pieces ----
-  def sample_fn(self, params, temperature: float, top_p: float) -> rollout.SampleFn:
-    return rollout.policy_sample_fn(dataclasses.replace(self.policy, params=params),
+  def sample_fn(self, params, temperature: float, top_p: float) -> agents.SampleFn:
+    return agents.policy_sample_fn(dataclasses.replace(self.policy, params=params),
                                     **self._sample_kwargs(temperature, top_p))
-
-  def shard_policy(self, params, shard: int) -> Policy:
-    """The policy with ``params`` copied onto rollout shard ``shard``'s devices."""
-    mesh = self.shard_meshes[shard]
-    shardings = mesh_lib.param_shardings(params, mesh, mesh_lib.SAMPLE_RULES)
-    return dataclasses.replace(self.policy, mesh=mesh, params=multihost.to_devices(
-        multihost.gathered(params), shardings))
-
-  def initial_state(self) -> ts.TrainState:
-    return self.placed(ts.init_state(self.policy.params, self.tx, len(self.games), self.cfg.seed))
-
-  def placed(self, state: ts.TrainState) -> ts.TrainState:
-    """The state on the mesh (parameters by the rules, the rest replicated): what Orbax saves and
-    restores, across processes too."""
-    return multihost.place(state, ts.state_shardings(state, self.mesh))
 
   def league_runners(self, state: ts.TrainState) -> tuple[list[rollout.GameRunner], int]:
     """This step's runners against one drawn league snapshot, and that snapshot's step."""
     snapshot = self.league.pick(int(state.step), self.cfg.seed)
     s = self.cfg.sampling
-    agent = rollout.TextAgent(self.sample_fn(self.league.params(snapshot, state.params),
+    agent = agents.TextAgent(self.sample_fn(self.league.params(snapshot, state.params),
                                              s.temperature, s.top_p), name=f"league@{snapshot}")
     return [rollout.GameRunner(g, agent) for g in self.games], snapshot
 
@@ -174,7 +98,7 @@ class Trainer:
     n, parts = self.num_shards, []
     for shard in sorted(self.shard_meshes):
       quotas = [q // n + (shard < q % n) for q in c.game_quotas]
-      sample_fn = rollout.policy_sample_fn(self.shard_policy(state.params, shard),
+      sample_fn = agents.policy_sample_fn(self.shard_policy(state.params, shard),
                                            **self._sample_kwargs(s.temperature, s.top_p))
       parts.append(rollout.collect(runners or self.runners, quotas, c.games_per_round // n,
                                    sample_fn, self.tokenizer, jax.random.fold_in(key, shard),
@@ -201,38 +125,10 @@ class Trainer:
       m[f"train/{game.id}/moves_per_game"] = float(np.mean([g.num_moves for g in finished]))
     return m
 
-  def evaluate(self, state: ts.TrainState) -> dict[str, float]:
-    """The configured suites (``rl/evaluation.py``, as ``python -m spiral_jax.evaluate`` runs
-    them); writes the full report to ``eval/<step>.json`` and ``.md``, returns flat metrics."""
-    step = int(state.step)
-    if self.num_shards == 1:
-      policy = dataclasses.replace(self.policy, params=state.params)
-    else:  # on rollout shard 0's devices, the chief's own, so no other process takes part
-      params = multihost.gathered(state.params)  # (a collective: every process gathers)
-      policy = self.shard_policy(params, 0) if 0 in self.shard_meshes else None
-    if not multihost.is_chief():
-      return {}
-    report = self.evaluator.run(policy, jax.random.fold_in(jax.random.key(self.cfg.seed + 1), step))
-    report.write(os.path.join(self.workdir, "eval"), str(step), f"Evaluation at step {step}",
-                 step=step, source={"workdir": os.path.abspath(self.workdir)})
-    return report.metrics()
-
   def _reference_params(self, state: ts.TrainState):
     """The step-0 parameters: from the first checkpoint, which ``run`` writes before self-play."""
     self.checkpointer.manager.wait_until_finished()  # a fresh run's step 0 may still be writing
     return self.checkpointer.restore(0, state).params
-
-  # Padded shapes change float rounding (left-padded prefixes shift the reductions), so each
-  # checkpoint's are kept beside it and a resumed run pads exactly as an unbroken one.
-  def _floors_path(self) -> str:
-    return os.path.join(self.workdir, "checkpoints", "shape_floors.json")
-
-  def _load_floor(self, step: int) -> batching.ShapeFloor:
-    if not os.path.exists(self._floors_path()):
-      return self.initial_floor()
-    with open(self._floors_path()) as f:
-      saved = json.load(f).get(str(step))
-    return batching.ShapeFloor(**saved) if saved else self.initial_floor()
 
   def initial_floor(self, games_per_kind: int = 64) -> batching.ShapeFloor:
     """The learner's shapes, decided before the first step from the prompts of every move of
@@ -243,21 +139,6 @@ class Trainer:
     games = sum(-(-q // c.games_per_round) * c.games_per_round for q in c.game_quotas)
     return sft.random_game_floor(self.games, self.tokenizer, c.template, c.max_prompt_tokens,
                                  c.sampling.max_new_tokens, c.seed, games, games_per_kind)
-
-  def _save_floor(self, step: int, floor: batching.ShapeFloor) -> None:
-    if not multihost.is_chief():
-      return
-    floors = {}
-    if os.path.exists(self._floors_path()):
-      with open(self._floors_path()) as f:
-        floors = json.load(f)
-    kept = {str(s) for s in self.checkpointer.manager.all_steps()}  # deleted steps' floors go
-    floors = {s: f for s, f in floors.items() if s in kept}
-    floors[str(step)] = dataclasses.asdict(floor)  # sizes and the prefix table (token ids)
-    tmp = self._floors_path() + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(floors, f, default=int)  # numpy integers as plain ones
-    os.replace(tmp, self._floors_path())
 
   # ---- the loop ----
   def run(self) -> ts.TrainState:
@@ -273,7 +154,7 @@ class Trainer:
   def _run(self, stop: StopSignals) -> ts.TrainState:
     c = self.cfg
     state = self.initial_state()
-    restored = self.checkpointer.restore_latest(state, _shape_fields(self.policy.config))
+    restored = self.checkpointer.restore_latest(state, setup.shape_fields(self.policy.config))
     resume_step = int(restored.step) if restored is not None else 0
     writer = (metrics_lib.MetricsWriter(self.workdir, resume_step=resume_step)
               if multihost.is_chief() else _Silent())
@@ -281,16 +162,16 @@ class Trainer:
       state = restored
       print(f"resumed from step {int(state.step)} in {self.workdir}")
     else:
-      if c.warm_start_steps:
+      if c.warm_start.steps:
         params, sft_metrics = sft.warm_start(self, state.params)
         state = self.placed(state.replace(params=params, opt_state=self.tx.init(params)))
         writer.write(0, sft_metrics)
-      if c.eval_every:
+      if c.eval.every:
         writer.write(0, self.evaluate(state))
       self.checkpointer.save(0, state, force=True)
     if self.league is not None:
       self.league.save(0, state.params)  # the first opponent; a no-op once saved
-    with_reference = c.loss.kl_beta > 0
+    with_reference = c.rl.needs_reference
     train_step, state = ts.jit_train_step(self.train_step, state, self.mesh, mesh_lib.TRAIN_RULES,
                                           with_reference)
     # The KL reference is the policy self-play starts from (after any warm-start): the step-0
@@ -300,7 +181,8 @@ class Trainer:
                     desc="self-play", dynamic_ncols=True)
     bad_steps = 0  # policy steps in a row whose updates were skipped as non-finite
     # learner shapes, fixed before the first step; the sampler's prefix table follows them
-    floor = self.floor = self._load_floor(int(state.step))
+    floor = floors.load(self.paths.shape_floors, int(state.step)) or self.initial_floor()
+    self.floor = floor
     stopping = stop.received is not None  # the state here is already on disk
     while int(state.step) < c.num_steps and not stopping:
       t0 = time.perf_counter()
@@ -322,20 +204,21 @@ class Trainer:
       m.update({"time/rollout_s": t1 - t0, "time/learner_s": t2 - t1})
       if snapshot is not None:
         m["train/league_opponent_step"] = snapshot
-      if c.eval_every and (step % c.eval_every == 0 or step == c.num_steps):
+      if c.eval.every and (step % c.eval.every == 0 or step == c.num_steps):
         m.update(self.evaluate(state))
       writer.write(step, m)
       stopping = stop.received is not None  # read once: a later signal stops after the next step
-      if step % c.checkpoint_every == 0 or step == c.num_steps or stopping:
+      if step % c.checkpoint.every == 0 or step == c.num_steps or stopping:
         self.checkpointer.save(step, state)
-        self._save_floor(step, floor)
+        if multihost.is_chief():
+          floors.save(self.paths.shape_floors, step, floor, self.checkpointer.steps())
       if self.league is not None and step % c.league_every == 0:
         # After the step's checkpoint is on disk: a snapshot never outlives its resume point.
         self.checkpointer.manager.wait_until_finished()
         self.league.save(step, state.params)
       bar.update(1)
       bar.set_postfix(_postfix(m, self.games))
-      if bad_steps >= c.max_nonfinite_steps:
+      if bad_steps >= c.rl.max_nonfinite_steps:
         self.checkpointer.close()
         raise FloatingPointError(
             f"{bad_steps} policy steps in a row had a non-finite loss or gradient (their updates "
@@ -352,16 +235,6 @@ class Trainer:
     return state
 
 
-def _shape_fields(model_cfg: model_config_lib.ModelConfig) -> dict[str, Any]:
-  """The config fields that set parameter shapes and dtypes, named as a user sets them (for the
-  error when a checkpoint does not fit the model)."""
-  fields = {f"model_overrides.{f.name}": getattr(model_cfg, f.name)
-            for f in dataclasses.fields(model_cfg)}
-  for name in ("vocab_size", "param_dtype"):  # top-level config fields
-    fields[name] = fields.pop(f"model_overrides.{name}")
-  return fields
-
-
 class _Silent:
   """The metrics writer of processes other than the chief: they log nothing."""
   path = "(process 0 writes the metrics)"
@@ -371,49 +244,6 @@ class _Silent:
 
   def close(self) -> None:
     pass
-
-
-class StopSignals:
-  """While its ``with`` block runs, SIGTERM and SIGINT ask the training loop to stop after the
-  current step instead of killing the process; a second signal aborts at once (the previous
-  handler's action). The previous handlers come back on exit. Python takes signals only on the
-  main thread, so elsewhere it installs nothing.
-  """
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.received: int | None = None  # the first signal's number
-    self._previous: dict[int, Any] = {}
-
-  @property
-  def name(self) -> str:
-    return signal.Signals(self.received).name if self.received is not None else ""
-
-  def __enter__(self) -> StopSignals:
-    if threading.current_thread() is threading.main_thread():
-      for signum in self.SIGNALS:
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    self._restore()
-
-  def _restore(self) -> None:
-    for signum, handler in self._previous.items():
-      signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-    self._previous = {}
-
-  def _handle(self, signum: int, frame) -> None:
-    if self.received is None:
-      self.received = signum  # only a flag: no I/O inside a handler
-      return
-    previous = self._previous.get(signum, signal.SIG_DFL)
-    self._restore()
-    if callable(previous):
-      previous(signum, frame)
-    elif previous != signal.SIG_IGN:
-      signal.raise_signal(signum)  # the default action, now that it is back
 
 
 def _postfix(m: dict[str, float], games) -> dict[str, str]:

@@ -8,15 +8,15 @@ import pytest
 
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
-from spiral_jax.rl.trainer import Trainer
+from spiral_jax.run.trainer import Trainer
 from tests import tiny_config as tiny_config_file
 
 
 def tiny_config(**overrides):
-  """``tests/tiny_config.py`` with ``overrides``, validated."""
+  """``tests/tiny_config.py`` with ``overrides``, validated; a ``__`` in a name is a group's dot
+  (``eval__every=1`` sets ``eval.every``)."""
   c = tiny_config_file.get_config()
-  for k, v in overrides.items():
-    setattr(c, k, v)
+  c.update_from_flattened_dict({k.replace("__", "."): v for k, v in overrides.items()})
   return config_lib.from_config_dict(c)
 
 
@@ -55,7 +55,7 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_evaluation_writes_win_rates_and_exact_exploitability(tmp_path):
-  cfg = tiny_config(num_steps=1, eval_every=1, eval_games=8)
+  cfg = tiny_config(num_steps=1, eval__every=1, eval__games=8)
   Trainer(cfg, str(tmp_path), progress=False).run()
   evals = [r for r in metrics_lib.read(tmp_path) if "eval/KuhnPoker-v1/exploitability" in r]
   assert [r["step"] for r in evals] == [0, 1]
@@ -70,7 +70,7 @@ def test_evaluation_writes_win_rates_and_exact_exploitability(tmp_path):
 def test_the_run_stops_after_k_nonfinite_steps_in_a_row(tmp_path):
   """NaN returns make every update non-finite: each is skipped, then the run stops with a clear
   error naming the fix; the metrics stay strict JSON (NaN losses are written as null)."""
-  trainer = Trainer(tiny_config(num_steps=5, max_nonfinite_steps=2, checkpoint_every=10),
+  trainer = Trainer(tiny_config(num_steps=5, rl__max_nonfinite_steps=2, checkpoint__every=10),
                     str(tmp_path), progress=False)
   clean = trainer.train_step
 
@@ -88,7 +88,7 @@ def test_the_run_stops_after_k_nonfinite_steps_in_a_row(tmp_path):
 
 def test_a_fresh_run_with_a_kl_penalty_uses_its_step_0_policy(tmp_path):
   # The reference is the step-0 checkpoint, saved asynchronously just before self-play starts.
-  cfg = tiny_config(num_steps=2, loss=dict(drgrpo_constant=4.0, kl_beta=0.5))
+  cfg = tiny_config(num_steps=2, rl__loss=dict(drgrpo_constant=4.0, kl_beta=0.5))
   state = Trainer(cfg, str(tmp_path), progress=False).run()
   assert int(state.step) == 2
   rows = [r for r in metrics_lib.read(str(tmp_path)) if "train/kl" in r]

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from spiral_jax import metrics as metrics_lib
-from spiral_jax.rl import opponents, rollout
-from spiral_jax.rl.trainer import Trainer
-from tests.rl.test_trainer import tiny_config
+from spiral_jax.play import opponents, rollout
+from spiral_jax.run.trainer import Trainer
+from tests.run.test_trainer import tiny_config
 
 
 def _params(x):
@@ -18,7 +18,7 @@ def test_league_pool_keeps_the_newest_before_the_step(tmp_path):
   league = opponents.League(str(tmp_path / "league"), size=2, every=5)
   for step in range(0, 21):
     league.save(step, _params(float(step)))  # only multiples of 5 are kept
-  assert league.manager.all_steps() == [10, 15, 20]  # size + 1 on disk
+  assert league.checkpointer.steps() == [10, 15, 20]  # size + 1 on disk
   assert league.pool(19) == [10, 15]
   assert league.pool(20) == [15, 20]
   picks = [league.pick(s, seed=3) for s in range(15, 40)]
@@ -51,7 +51,7 @@ def test_restore_params_reads_only_the_weights(trained):
   assert step == 2
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  with pytest.raises(ValueError, match="no checkpoint"):
+  with pytest.raises(FileNotFoundError, match="nothing does not exist"):
     opponents.restore_params(str(workdir / "nothing"), state.params)
 
 

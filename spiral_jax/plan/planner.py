@@ -1,44 +1,22 @@
-"""Command line: ``python -m spiral_jax.plan --config=experiments/paper_kuhn_qwen3_4b.py
---topology=v5p-16`` prints the per-device memory plan of a training config on a topology.
+"""The per-device memory plan of a training config on a topology (``python -m spiral_jax.plan``).
 
-Per device: parameters, optimizer state, gradients, the learner micro-batch's activations (and
-what per-layer remat would leave), the sampler's weights, KV cache and prefill temporaries, the
-mesh, and each phase's total against the device's memory. No weights are read and no device is
-needed: shapes come from ``jax.eval_shape``. A model folder that does not exist on this machine
-(``/data/Qwen3-4B-Base``) is planned with the preset of the same name (``qwen3_4b_base``).
-
-When the configured sampler batch does not fit, it prints how many rows per sampler call do and
-into how many calls a turn splits. When the learner or even a one-row-per-device sampler call does
-not fit, it exits 1 naming what to change (micro-batches, remat, mesh, budgets).
+``run(config_dict, topology)`` returns the table and, when a phase does not fit, the refusal that
+names what to change; ``resolve`` and ``workload`` turn a config into the model and the sizes the
+trainer will use; the estimates themselves are ``plan/memory.py``.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-import sys
-
-from absl import app, flags
-from ml_collections import config_flags
 
 from spiral_jax import config as config_lib
 from spiral_jax.model import config as model_config
 from spiral_jax.model import hf
-from spiral_jax.parallel import memory
+from spiral_jax.parallel import mesh as mesh_lib
+from spiral_jax.plan import memory
 from spiral_jax.rl import batching
-from spiral_jax.sampling import sampler
-
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/tiny_cpu.py",
-                                          "an ml_collections config file")
-_TOPOLOGY = flags.DEFINE_string("topology", "v5p-16", "v4-8, v5e-8, v5p-16, v6e-8, h100x8, "
-                                "h200x8, cpu, ... (TPU names count TensorCores for v4/v5p)")
-_MESH = flags.DEFINE_enum("mesh", "config", ["config", "auto"],
-                          "config: the config's mesh_data/fsdp/tensor; auto: the least "
-                          "communication-heavy mesh that fits")
-_HEADROOM = flags.DEFINE_float("headroom", 0.9, "plan to use at most this share of each device's "
-                               "memory (XLA's scratch, fragmentation, the runtime)")
-_HBM_GIB = flags.DEFINE_float("hbm_gib", 0.0, "override the per-device memory in GiB (0: the "
-                              "topology's)")
+from spiral_jax.sampling.prefixes import bucket
 
 GIB = 1 << 30
 
@@ -82,15 +60,15 @@ def workload(cfg: config_lib.TrainConfig) -> memory.Workload:
   """The sizes the trainer will use (``rl/batching`` and ``sampling/sampler`` padding rules)."""
   s = cfg.sampling
   return memory.Workload(
-      batch_size=cfg.batch_size, micro_batch=cfg.micro_batch_size or cfg.batch_size,
-      learner_tokens=batching.bucket(cfg.max_prompt_tokens + s.max_new_tokens,
-                                     step=batching.SUFFIX_STEP),
+      batch_size=cfg.batch_size, micro_batch=cfg.micro_batch,
+      learner_tokens=bucket(cfg.max_prompt_tokens + s.max_new_tokens, minimum=16,
+                            step=batching.SUFFIX_STEP),
       # one turn: every unfinished game of every kind whose mover is the learner
       sampler_rows=cfg.games_per_round * len(cfg.games),
-      prompt_slots=sampler.bucket(cfg.max_prompt_tokens, minimum=16),
-      new_slots=sampler.bucket(s.max_new_tokens, minimum=16),
-      extra_params=int(cfg.loss.kl_beta > 0) + int(cfg.opponent in ("checkpoint", "league")),
-      epochs=cfg.epochs)
+      prompt_slots=bucket(cfg.max_prompt_tokens, minimum=16),
+      new_slots=bucket(s.max_new_tokens, minimum=16),
+      extra_params=int(cfg.rl.needs_reference) + int(cfg.opponent in ("checkpoint", "league")),
+      epochs=cfg.rl.epochs)
 
 
 def _gib(n: int) -> str:
@@ -149,13 +127,13 @@ def advice(model: model_config.ModelConfig, work: memory.Workload, mesh: dict[st
   if not plan.learner_fits:
     micro = memory.largest_micro_batch(model, work, mesh, topo, headroom)
     if micro:
-      tips.append(f"micro-batches: --config.micro_batch_size={micro}")
+      tips.append(f"micro-batches: --config.rl.micro_batch_size={micro}")
     remat = plan.learner_total_remat
     tip = (f"remat: per-layer remat (the model has no remat option yet) would bring the learner "
            f"to {remat / GIB:.1f} GiB")
     if remat > plan.budget:
       micro = memory.largest_micro_batch(model, work, mesh, topo, headroom, remat=True)
-      tip += (f", and with --config.micro_batch_size={micro} it fits" if micro else
+      tip += (f", and with --config.rl.micro_batch_size={micro} it fits" if micro else
               ", still too much at any micro-batch")
     tips.append(tip)
   if not plan.learner_fits or not chunk:
@@ -164,8 +142,8 @@ def advice(model: model_config.ModelConfig, work: memory.Workload, mesh: dict[st
         continue
       trial = memory.estimate(model, work, other, topo, headroom)
       if trial.learner_fits and memory.sampler_chunk(model, work, other, topo, headroom):
-        tips.append(f"mesh: --config.mesh_data={other['data']} --config.mesh_fsdp="
-                    f"{other['fsdp']} --config.mesh_tensor={other['tensor']}")
+        tips.append(f"mesh: --config.mesh.data={other['data']} --config.mesh.fsdp="
+                    f"{other['fsdp']} --config.mesh.tensor={other['tensor']}")
         break
     tips.append("budgets: lower --config.max_prompt_tokens / --config.sampling.max_new_tokens "
                 "(attention memory grows with their sum squared), or a bigger topology")
@@ -184,8 +162,7 @@ def run(cd, topology: str, mesh: str = "config", headroom: float = 0.9,
   cfg, model, note = resolve(cd)
   work = workload(cfg)
   if mesh == "config":
-    chosen, source = memory.mesh_shape(cfg.mesh_data, cfg.mesh_fsdp, cfg.mesh_tensor,
-                                       topo.devices), "from the config"
+    chosen, source = mesh_lib.resolve_shape(cfg.mesh.as_dict(), topo.devices), "from the config"
   else:
     fitting = [m for m in memory.meshes(topo.devices)
                if work.micro_batch % (m["data"] * m["fsdp"]) == 0
@@ -197,8 +174,8 @@ def run(cd, topology: str, mesh: str = "config", headroom: float = 0.9,
     chosen, source = fitting[0], "chosen automatically: the least communication that fits"
   split = chosen["data"] * chosen["fsdp"]
   if work.micro_batch % split:
-    raise ValueError(f"the micro-batch of {work.micro_batch} rows does not split over mesh_data x "
-                     f"mesh_fsdp = {split} devices; change micro_batch_size or the mesh")
+    raise ValueError(f"the micro-batch of {work.micro_batch} rows does not split over mesh.data x "
+                     f"mesh.fsdp = {split} devices; change rl.micro_batch_size or the mesh")
   plan = memory.estimate(model, work, chosen, topo, headroom)
   chunk = memory.sampler_chunk(model, work, chosen, topo, headroom)
   table = render(plan, note, source, chunk)
@@ -208,19 +185,3 @@ def run(cd, topology: str, mesh: str = "config", headroom: float = 0.9,
   tips = advice(model, work, chosen, topo, headroom, plan, chunk)
   return table, "verdict: REFUSED, does not fit; change one of:\n" + "\n".join(
       f"  - {t}" for t in tips)
-
-
-def main(argv) -> None:
-  del argv
-  try:
-    table, refusal = run(_CONFIG.value, _TOPOLOGY.value, _MESH.value, _HEADROOM.value,
-                         _HBM_GIB.value)
-  except ValueError as e:
-    sys.exit(f"error: {e}")
-  print(table, flush=True)
-  if refusal:
-    sys.exit(refusal)
-
-
-if __name__ == "__main__":
-  app.run(main)

@@ -28,6 +28,7 @@ from flax import nnx
 from spiral_jax.model import transformer
 from spiral_jax.model.config import ModelConfig
 from spiral_jax.parallel import mesh as mesh_lib
+from spiral_jax.sampling.prefixes import bucket
 from spiral_jax.sampling.sampler import decode_windows
 
 GiB = 1 << 30
@@ -77,19 +78,6 @@ def dtypes(model: ModelConfig, platform: str) -> tuple[np.dtype, np.dtype, np.dt
              if model.dtype == "auto" else np.dtype(jax.numpy.dtype(model.dtype)))
   cache = np.dtype(np.float32) if platform == "cpu" else compute  # transformer.cache_dtype
   return np.dtype(model.param_dtype), compute, cache
-
-
-def mesh_shape(data: int, fsdp: int, tensor: int, devices: int) -> dict[str, int]:
-  """The mesh over ``devices``; one axis may be -1 (the rest), as in ``mesh.make_mesh``."""
-  sizes = {"data": data, "fsdp": fsdp, "tensor": tensor}
-  free = [a for a, s in sizes.items() if s == -1]
-  known = math.prod(s for s in sizes.values() if s != -1)
-  if len(free) == 1 and known > 0 and devices % known == 0:
-    sizes[free[0]] = devices // known
-  if any(s <= 0 for s in sizes.values()) or math.prod(sizes.values()) != devices:
-    raise ValueError(f"mesh_data x mesh_fsdp x mesh_tensor = {data} x {fsdp} x {tensor} does not "
-                     f"fill the {devices} devices; make them multiply to {devices} (one may be -1)")
-  return sizes
 
 
 def _per_device(n: int, ways: int) -> int:
@@ -230,11 +218,6 @@ class Workload:
   epochs: int = 1
 
 
-def padded_rows(rows: int, divisor: int) -> int:
-  """Rows as ``generate`` pads them: the next power of two, then a multiple of the batch split."""
-  return _per_device(1 << max(0, rows - 1).bit_length(), divisor) * divisor
-
-
 def learner_step_bytes(model: ModelConfig, work: Workload, mesh: Mapping[str, int],
                        platform: str) -> Rows:
   """One device's share of the jitted ``train_step``: state, gradients, batch, activations."""
@@ -336,7 +319,7 @@ def estimate(model: ModelConfig, work: Workload, mesh: Mapping[str, int], topo: 
   shared = param_bytes(model, mesh, mesh_lib.SAMPLE_RULES) == train
   resident = ("train state (optimizer" + ("" if shared else " + parameters") + ")",
               (2 + work.extra_params + (0 if shared else 1)) * train)
-  rows = padded_rows(rows_per_call or work.sampler_rows, mesh["data"] * mesh["fsdp"])
+  rows = bucket(rows_per_call or work.sampler_rows, multiple_of=mesh["data"] * mesh["fsdp"])
   sampler = [resident] + sampler_call_bytes(model, rows, work.prompt_slots, work.new_slots, mesh,
                                             topo.platform)
   remat = learner_activation_bytes(model, work.micro_batch, work.learner_tokens, mesh,
@@ -353,10 +336,10 @@ def sampler_chunk(model: ModelConfig, work: Workload, mesh: Mapping[str, int], t
   other count up); 0 when not even one row per device fits."""
   divisor, best = mesh["data"] * mesh["fsdp"], 0
   size = divisor
-  while size <= padded_rows(work.sampler_rows, divisor):
+  while size <= bucket(work.sampler_rows, multiple_of=divisor):
     if estimate(model, work, mesh, topo, headroom, rows_per_call=size).sampler_fits:
       best = size
-    size = padded_rows(size + 1, divisor)
+    size = bucket(size + 1, multiple_of=divisor)
   return best
 
 

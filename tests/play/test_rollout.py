@@ -8,7 +8,8 @@ import pytest
 
 import spiral_jax as sj
 from spiral_jax.games import core, experts
-from spiral_jax.rl import batching, rollout
+from spiral_jax.play import rollout
+from spiral_jax.rl import batching
 
 
 class CharTokenizer:
