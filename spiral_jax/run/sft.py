@@ -30,8 +30,8 @@ def train_sft(cfg, workdir: str, *, player: str = "expert", progress: bool = Tru
   Returns (the saved ``TrainState``, that row's metrics).
   """
   if cfg.warm_start.steps < 1:
-    raise ValueError(f"warm_start_steps={cfg.warm_start.steps}: the SFT baseline trains for "
-                     "warm_start_steps steps; set it >= 1")
+    raise ValueError(f"warm_start.steps={cfg.warm_start.steps}: the SFT baseline trains for "
+                     "warm_start.steps steps; set it >= 1")
   if Workdir(workdir).checkpoint_steps():
     raise ValueError(f"--workdir={workdir!r} already holds checkpoints; SFT writes a fresh run's "
                      "step 0, so choose an empty workdir")

@@ -96,7 +96,7 @@ def test_sft_on_expert_kuhn_lowers_nll_and_saves_a_loadable_checkpoint(tmp_path)
 
 
 def test_sft_needs_steps():
-  with pytest.raises(ValueError, match="warm_start_steps"):
+  with pytest.raises(ValueError, match="warm_start.steps"):
     sft_run.train_sft(tiny_config(warm_start__steps=0), "/nonexistent/never", progress=False)
 
 
