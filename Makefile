@@ -44,4 +44,4 @@ bench: install-test
 	$(PY) benchmarks/games.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-oracle runs .pytest_cache .hypothesis

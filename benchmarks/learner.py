@@ -41,24 +41,20 @@ GOAL = 0.40  # the issue's target: learner >= 40% of the measured matmul peak
 def make_batch(vocab: int, batch: int, length: int, response_len: int, groups: int,
                prefix_len: int, seed: int = 0):
   """A ``TrainBatch`` of random tokens: every token real, the last ``response_len`` of each row
-  trained on, rows alternating seats of ``batch // 2`` finished games with returns +-1 (so every
-  advantage is non-zero and every row counts)."""
+  trained on, advantages alternating +-1 (so every row counts)."""
   from spiral_jax.rl.train_step import TrainBatch
   rng = np.random.default_rng(seed)
   g = max(groups, 1)
   prefix = rng.integers(1, vocab, (g, prefix_len)).astype(np.int32)
   loss_mask = np.zeros((batch, length), np.float32)
   loss_mask[:, length - response_len:] = 1.0
-  games = max(batch // 2, 1)
-  returns = np.tile(np.array([[1.0, -1.0], [-1.0, 1.0]], np.float32), (games, 1))[:games]
   return TrainBatch(
       prefix=prefix, prefix_mask=np.ones((g, prefix_len), bool),
       row_prefix=(np.arange(batch) % g).astype(np.int32),
       tokens=rng.integers(1, vocab, (batch, length)).astype(np.int32),
       input_mask=np.ones((batch, length), bool), loss_mask=loss_mask,
-      sample_game=(np.arange(batch) // 2 % games).astype(np.int32),
-      sample_seat=(np.arange(batch) % 2).astype(np.int32), sample_valid=np.ones(batch, bool),
-      game_kind=np.zeros(games, np.int32), game_returns=returns, game_valid=np.ones(games, bool))
+      advantage=np.where(np.arange(batch) % 2, -1.0, 1.0).astype(np.float32),
+      sample_valid=np.ones(batch, bool), baselines=np.zeros((1, 1, 2), np.float32))
 
 
 def _report(seconds: float, compile_s: float, tokens: int, analytic: float, xla: dict,

@@ -22,7 +22,7 @@ def get_config():
   c.vocab_size = 512
   c.template = "qwen"
   c.seed = 0
-  c.num_steps = 120
+  c.num_steps = 200
   c.batch_size = 64
   c.games_per_round = 32
   c.max_prompt_tokens = 1024
@@ -46,7 +46,7 @@ def get_config():
   # about +-0.09 (a near-equilibrium policy wins only ~0.14 a game from random); 200 sampled
   # answers per information set estimate the exploitability of the policy as it plays (off-format
   # answers forfeit), beside the scored estimate of the scripted answer's decision.
-  c.eval.every = 60
+  c.eval.every = 100
   c.eval.games = 1024
   c.eval.games_per_batch = 256
   c.eval.kuhn_samples = 200

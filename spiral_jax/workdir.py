@@ -6,6 +6,7 @@
            tokenizer/              the games' SentencePiece model, trained once
            league/<step>           league snapshots (params only)
            eval/<name>.json|md     evaluation reports
+           transcripts/step_<N>.jsonl|md  a few whole games of each step, every response
            metrics.jsonl, tensorboard/, learning_curves.png, sft.jsonl
 
 Every module that reads or writes these goes through ``Workdir``, so the layout is spelled once.
@@ -43,6 +44,10 @@ class Workdir:
   @property
   def eval(self) -> str:
     return os.path.join(self.root, "eval")
+
+  @property
+  def transcripts(self) -> str:
+    return os.path.join(self.root, "transcripts")
 
   @property
   def metrics(self) -> str:

@@ -176,3 +176,28 @@ def test_every_field_can_be_overridden_on_the_command_line():
   cfg = config_lib.from_config_dict(fv.config)
   assert (cfg.eval.sampling.top_p, cfg.rl.loss.kl_beta) == (0.5, 0.25)
   assert (cfg.eval.reasoning_limit, cfg.warm_start.steps) == (3, 7)
+
+
+def test_paper_configs_evaluate_and_fold_as_the_reference_run():
+  """``run.sh`` of spiral-rl: --eval_env_ids TicTacToe-v0 KuhnPoker-v1, --eval_steps 16, math
+  every 16 steps when --eval_data is given; 8 actors with their own RAE baselines."""
+  plain = config_lib.from_config_dict(paper_kuhn_qwen3_4b.get_config())
+  assert plain.eval.extra_games == ("TicTacToe-v0",) and plain.eval.every == 16
+  assert plain.eval.reasoning == () and plain.rl.rae_groups == 8
+  assert plain.games_per_round == 16  # 2 games per baseline group a round, as ~2 per actor
+  math = config_lib.from_config_dict(paper_kuhn_qwen3_4b.get_config("/data/tfds"))
+  assert math.eval.reasoning == ("math500", "aime24", "amc23", "minerva_math", "olympiadbench")
+  assert (math.eval.data_dir, math.eval.reasoning_samples,
+          math.eval.reasoning_max_new_tokens) == ("/data/tfds", 1, 4096)
+
+
+def test_rae_groups_must_split_over_the_rollout_shards():
+  c = tiny_cpu.get_config()
+  c.rl.rae_groups = 0
+  with pytest.raises(ValueError, match="rl.rae_groups=0 must be >= 1"):
+    config_lib.from_config_dict(c)
+  c.rl.rae_groups, c.rollout_shards = 3, 2
+  with pytest.raises(ValueError, match="rl.rae_groups=3 must be a multiple of the 2 rollout"):
+    config_lib.from_config_dict(c)
+  c.rl.rae_groups = 4
+  assert config_lib.from_config_dict(c).rl.rae_groups == 4

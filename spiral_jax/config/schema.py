@@ -29,6 +29,14 @@ from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.rl.losses import LossConfig
 
 OPPONENTS = ("self", "random", "expert", "checkpoint", "league")
+
+
+def check_rae_groups(groups: int, shards: int) -> None:
+  """Each rollout shard folds its own baseline groups, so the shards must divide them."""
+  if groups % shards:
+    raise ValueError(f"rl.rae_groups={groups} must be a multiple of the {shards} rollout shards "
+                     f"(each shard folds its own baselines): set rl.rae_groups={shards} or a "
+                     "multiple of it")
 SCRIPTED_EVAL_OPPONENTS = ("random", "expert", "self")
 
 
@@ -97,7 +105,11 @@ class RLConfig:
   2 PPO epochs, Dr.GRPO aggregation, no KL)."""
   rae: bool = True                    # False: plain REINFORCE returns (the no-RAE ablation)
   rae_alpha: float = 0.95
-  filter_zero_advantage: bool = True
+  # Independent baseline groups, as the reference's actors (8 in its run) each keep their own:
+  # a round's games of each kind split into this many contiguous blocks (rl/rae.py). With
+  # several rollout shards each shard folds its own share, so shards must divide it.
+  rae_groups: int = 1
+  filter_zero_advantage: bool = True            # dropped before the exact draw, as the reference
   epochs: int = 2                     # optimizer steps per policy step
   micro_batch_size: int = 0           # 0: the whole batch at once
   loss: LossConfig = LossConfig()
@@ -113,6 +125,9 @@ class RLConfig:
       raise ValueError(f"rl.rae_alpha={self.rae_alpha} must lie in [0, 1), e.g. 0.95")
     if self.epochs < 1:
       raise ValueError(f"rl.epochs={self.epochs} must be >= 1")
+    if self.rae_groups < 1:
+      raise ValueError(f"rl.rae_groups={self.rae_groups} must be >= 1 (1: one baseline per "
+                       "game and seat; the reference run's 8 actors: 8)")
     if self.micro_batch_size < 0:
       raise ValueError(f"rl.micro_batch_size={self.micro_batch_size} must be >= 0 (0: no "
                        "gradient accumulation)")
@@ -225,6 +240,7 @@ class TrainConfig:
   # Independent rollout shards per step, each on its own group of devices (0: one per process);
   # a multiple of the process count. Multi-host runs give the numbers of one host with as many.
   rollout_shards: int = 0
+  transcript_games: int = 2           # whole games per kind a step to workdir/transcripts (0: none)
   param_dtype: str = "float32"
   compute_dtype: str = "float32"
   rl: RLConfig = RLConfig()
@@ -242,6 +258,8 @@ class TrainConfig:
           self.eval.sampling, max_new_tokens=self.sampling.max_new_tokens)))
     self.eval.sampling.check("eval.sampling")
     self._check_games()
+    if self.transcript_games < 0:
+      raise ValueError(f"transcript_games={self.transcript_games} must be >= 0 (0: none)")
     for name in ("num_steps", "batch_size", "games_per_round", "max_prompt_tokens"):
       if getattr(self, name) < (0 if name == "num_steps" else 1):
         raise ValueError(f"{name}={getattr(self, name)} must be positive")
@@ -297,6 +315,7 @@ class TrainConfig:
         raise ValueError(f"rollout_shards={self.rollout_shards} must divide games_per_round="
                          f"{self.games_per_round} and batch_size={self.batch_size}: each shard "
                          "plays and draws an equal share")
+    check_rae_groups(self.rl.rae_groups, max(self.rollout_shards, 1))
 
   def _check_context(self, context: int) -> None:
     """The prompt plus response budget must fit the model's context (``max_seq_len``)."""

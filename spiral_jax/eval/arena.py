@@ -143,6 +143,7 @@ class ArenaResult:
       m[f"{prefix}/{where}mean_reward"] = record.reward.mean
       m[f"{prefix}/{where}mean_reward_low"] = record.reward.low
       m[f"{prefix}/{where}mean_reward_high"] = record.reward.high
+      m[f"{prefix}/{where}moves_per_game"] = record.moves_per_game  # the game length
     if self.agent_text is not None:
       t = self.agent_text
       m.update({f"{prefix}/invalid_rate": t.invalid.rate, f"{prefix}/truncated_rate":

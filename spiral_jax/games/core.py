@@ -175,10 +175,7 @@ class Game(abc.ABC):
 
   def parse(self, response: str, state: State) -> int:
     """The legal action id a response names (SPIRAL's ``\\boxed{}`` rules), or INVALID."""
-    move = text_actions.extract_action(response)
-    if move is None:
-      return INVALID
-    action = self.action_from_text(move)
+    action = self.action_from_text(text_actions.extract_action(response))
     if action == INVALID or not bool(np.asarray(self.legal_action_mask(state))[action]):
       return INVALID
     return action

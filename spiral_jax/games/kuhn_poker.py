@@ -1,4 +1,4 @@
-"""KuhnPoker-v1: Kuhn Poker over several rounds with correct chips, TextArena's text, Nash experts.
+"""KuhnPoker-v1: multi-round Kuhn Poker with correct chips, the reference's text, Nash experts.
 
 Rules (SPIRAL.md sections 4 and 6). The deck is J < Q < K (cards 0, 1, 2). Each of ``rounds``
 rounds (default 5) both seats ante 1 chip and get one distinct card; every round's cards are dealt
@@ -17,25 +17,37 @@ round 1, so in the single-round game OpenSpiel player ``p`` is our seat ``1 - p`
 then the round's history with ``p`` for check/fold and ``b`` for bet/call (``"0"``, ``"1pb"``,
 ``"2b"``).
 
-``render(state, seat)`` reproduces what TextArena 0.7.4's ``KuhnPokerEnv(max_rounds=rounds)``
-shows that seat through the LLM observation wrapper (``ta.make``): every message so far, the
-``[GAME]``-tagged prompt, round openings, ``[Player k] [move]`` lines, "submitted move" lines,
-available actions and round results. Deliberate differences from TextArena (and the SPIRAL
-reference built on it):
-- Chips move: a bet or a call adds 1 chip to the pot, so a called bet wins or loses 2 chips.
-  TextArena's pot is always 2 (bets and calls move nothing), so its "wins pot of N chips" and
-  "Current scores" numbers differ from ours after any called bet.
-- The match goes to the chip leader of the correct count, and a chip tie draws. TextArena 0.7.4
-  compares its own (always +-1 a round) counts, i.e. whoever won more rounds; the SPIRAL reference
-  on TextArena 0.6.4 gave the match to the winner of the last round (SPIRAL.md section 6).
-  ``rounds=1`` pays chips (+-1 or +-2) where TextArena pays +-1.
-- The seat that does not open a round sees its "Your card is" line once; TextArena adds it twice.
-- Nothing follows the last round's result; TextArena deals a phantom round ``rounds + 1`` and
-  announces it (with its card and actions) after the match is over.
-- An illegal move ends the game at once with the configured ``Forfeit`` (SPIRAL's rule), shown as
-  ``[Player k] <move>`` (``[invalid]`` for an unparseable one); TextArena grants one retry.
-- Moves are the exact canonical strings (``parse`` follows SPIRAL's rules); TextArena's regex also
-  accepts any capitalisation anywhere in the text.
+``render(state, seat)`` reproduces the reference run's observation byte for byte: spiral-rl 0.2.0's
+own ``spiral/core/envs/KuhnPoker/env.py`` (registered as KuhnPoker-v1, ante 1, 5 rounds) on
+TextArena 0.6.4, behind TextArena's ``LLMObservationWrapper`` (``spiral.core.envs.make_env(id,
+True)``): every message sent to the seat so far, each as ``"\\n[GAME] ..."`` or ``"\\n[Player k]
+..."``: the rules prompt (its trailing blank line included), each round's "Starting round r out of
+R rounds." with "Your card is: K" on the next line (and, for the opener, its available actions;
+the other seat's message ends in a newline), each move as ``[Player k] [bet]``, the available
+actions the next seat gets, "Player k has folded." or the "Cards: Player 0 had ..." and
+"Showdown: ..." lines, and after the last round the reference's game-over line ("Player k won the
+game. Reason: ..."). ``tests/reference/test_kuhn_observations.py`` compares every observation of
+both seats, at every move and at the end, with the reference's. What it deliberately does not
+reproduce (SPIRAL.md section 6):
+- Chips move: a bet or a call adds 1 chip to the pot, so a called bet's showdown reads "wins pot of
+  4 chips" where the reference's pot is always 2 (its bets and calls move nothing).
+- The match goes to the chip leader of the correct count ("Player k won the game. Reason: Player k
+  won by having more chips at the end of all 5 rounds."), and a chip tie draws in the reference
+  env's own draw words ("The game ended in a draw. Reason: At the end of 5 rounds, both players
+  had the same number of chips."), a path the reference never reaches: it gives the match to the
+  winner of the last round. ``rounds=1`` pays chips (+-1 or +-2) where the reference pays +-1.
+- An illegal move ends the game with the configured ``Forfeit`` rewards (the reference env's are
+  -1/0); its text is the reference env's with an error allowance of 0: ``[Player k] <move>`` then
+  "Player k lost the game by way of invalid move. Reason: ...". An unparseable move (INVALID) is
+  shown as spiral-rl's ``INVALID_ACTION`` placeholder, the string its evaluator plays then; a
+  rejected one keeps its canonical text. (In the reference's training the env is not stepped on
+  an invalid move, so no one sees this text there.)
+- Moves are the exact canonical strings (``parse`` follows SPIRAL's rules); the reference env's
+  regex also accepts any capitalisation anywhere in the text.
+The reference deals with Python's global ``random`` (one in-place shuffle of its deck a round,
+the first two cards to seats 0 and 1); ``init_with_cards`` replays such a deal. Its text depends
+on nothing our state lacks: its next round is dealt when an observation is asked for, and it
+deals none after the last round.
 """
 from __future__ import annotations
 
@@ -58,7 +70,8 @@ ACTION_TEXTS = ("[check]", "[bet]", "[fold]", "[call]")
 RANKS = ("J", "Q", "K")
 ANTE = 1
 MOVES_PER_ROUND = 3  # check, bet, fold/call at most
-INVALID_TEXT = "[invalid]"
+INVALID_TEXT = "[\uff5cINVALID_ACTION\uff5c]"  # spiral.tinker.renderer.INVALID_ACTION
+GAME = "GAME"  # the sender name of game messages
 DEALS = np.array(list(itertools.permutations(range(NUM_CARDS), 2)), np.int32)  # (seat 0, seat 1)
 # The four betting histories a seat can face within a round, in OpenSpiel's letters.
 OPENSPIEL_LETTERS = ("p", "b", "p", "b")  # by action id: check/fold pass, bet/call bet
@@ -106,12 +119,11 @@ class KuhnPoker(core.Game):
 
   id = "KuhnPoker-v1"
   num_actions = 4
-  # For a small model trained from scratch: the prompt's card ("Your card is: 'K'") follows a
-  # marker found nowhere else, so one attention head can find it by content; and a scripted answer's
-  # card is one piece with the box that opens the move ("I have K \boxed{["), so the move is read
-  # from a token that is the card itself (measured in the README: a card-dependent policy, where a
-  # separate card token left self-play card-blind).
-  tokenizer_pieces = ("\u2581is:\u2581'",) + tuple(f"\u2581{r}\u2581\\boxed{{[" for r in RANKS)
+  # For a small model trained from scratch (the README): the prompt's card follows a unique
+  # marker (" card is: ", so "K" is a token of its own, found by content), and an answer's card
+  # is one piece with the box opening the move ("I have K \boxed{["): the move is read from it.
+  tokenizer_pieces = (("\u2581card\u2581is:\u2581",)
+                      + tuple(f"\u2581{r}\u2581\\boxed{{[" for r in RANKS))
 
   def __init__(self, forfeit: core.Forfeit = core.TRAIN_FORFEIT, rounds: int = 5):
     super().__init__(forfeit)
@@ -215,16 +227,17 @@ class KuhnPoker(core.Game):
     return ACTION_TEXTS[int(action)]
 
   def render(self, state: KuhnState, seat: int) -> str:
-    """The full observation text for ``seat`` of one unbatched state (TextArena's wording)."""
+    """The full observation text for ``seat`` of one unbatched state: the reference's messages
+    to that seat so far, as its ``LLMObservationWrapper`` joins them (``"\\n[GAME] ..."``)."""
     s = _one_state(state, seat, "render")
-    messages = [f"[GAME] {_prompt(seat, self.rounds)}"]
+    messages = [(GAME, _prompt(seat, self.rounds))]
     for r in range(min(int(s.round), self.rounds - 1) + 1):
       messages += _round_messages(s, r, seat, self.rounds)
     if int(s.forfeited_by) != core.NO_SEAT:
-      move = int(s.history[min(int(s.num_moves), self.max_moves) - 1])
-      text = ACTION_TEXTS[move] if 0 <= move < self.num_actions else INVALID_TEXT
-      messages.append(f"[Player {int(s.forfeited_by)}] {text}")
-    return "".join("\n" + message for message in messages)
+      messages += _forfeit_messages(s, self.max_moves)
+    elif bool(s.terminated):
+      messages.append((GAME, _match_result(s, self.rounds)))
+    return "".join(f"\n[{sender}] {message}" for sender, message in messages)
 
   def summary(self, state: KuhnState, seat: int) -> str:
     """``"I have J"``, ``"The opponent checked; I have Q"``, ``"The opponent bet; I have K"``: the
@@ -275,55 +288,79 @@ def _one_state(state: KuhnState, seat: int, what: str) -> KuhnState:
 
 
 def _prompt(seat: int, rounds: int) -> str:
+  """The reference env's ``_generate_player_prompt`` (its trailing blank line included)."""
   return (f"You are Player {seat} in a {rounds} round game of Kuhn Poker.\n"
           "Game Rules:\n"
           "- Kuhn Poker uses a 3-card deck with J, Q, K (J lowest, K highest)\n"
-          f"- Each player antes {ANTE} chip and receives 1 card each round (note that the cards "
-          "are dealt without replacement, so you cannot have the same card as your opponent).\n"
+          f"- Each player antes {ANTE} chip and receives 1 card each round\n"
           f"- Game continues for {rounds} rounds\n"
           "- The player with the most chips after all rounds wins\n\n"
           "Action Rules:\n"
           "- '[check]': Pass without betting (only if no bet is on the table)\n"
           "- '[bet]': Add 1 chip to the pot (only if no bet is on the table)\n"
           "- '[call]': Match an opponent's bet by adding 1 chip to the pot\n"
-          "- '[fold]': Surrender your hand and let your opponent win the pot\n")
+          "- '[fold]': Surrender your hand and let your opponent win the pot\n\n")
+
+
+def _legal_texts(facing_bet: bool) -> str:
+  """``"[check], [bet]"`` or ``"[fold], [call]"``: the reference's legal-action-tree keys."""
+  actions = (ACTION_TEXTS[FOLD], ACTION_TEXTS[CALL]) if facing_bet else ACTION_TEXTS[:2]
+  return ", ".join(actions)
 
 
 def _available(facing_bet: bool) -> str:
-  actions = (ACTION_TEXTS[FOLD], ACTION_TEXTS[CALL]) if facing_bet else ACTION_TEXTS[:2]
-  return "[GAME] Your available actions are: " + ", ".join(f"'{a}'" for a in actions)
+  return f"Your available actions are: {_legal_texts(facing_bet)}"
 
 
-def _round_messages(s: KuhnState, r: int, seat: int, rounds: int) -> list[str]:
-  """The messages ``seat`` receives in round index ``r`` of host state ``s``."""
+def _round_messages(s: KuhnState, r: int, seat: int, rounds: int) -> list[tuple[str, str]]:
+  """The (sender, message) pairs ``seat`` receives in round index ``r`` of host state ``s``."""
   opener = opening_seat(r)
-  messages = [f"[GAME] ### Starting round {r + 1} out of {rounds} rounds. "
-              f"Your card is: '{RANKS[int(s.cards[r, seat])]}'"]
-  if seat == opener:
-    messages.append(_available(facing_bet=False))
+  start = (f"Starting round {r + 1} out of {rounds} rounds.\n"
+           f"Your card is: {RANKS[int(s.cards[r, seat])]}\n")
+  messages = [(GAME, start + (_available(facing_bet=False) if seat == opener else ""))]
   moves = [int(a) for a in s.round_moves[r] if a != core.INVALID]
   decided = int(s.round_winner[r]) != core.NO_SEAT
   for index, action in enumerate(moves):
     mover = opener if index % 2 == 0 else 1 - opener
-    text = ACTION_TEXTS[action]
-    messages += [f"[Player {mover}] {text}", f"[GAME] Player {mover}, submitted move: '{text}'."]
-    if index == len(moves) - 1 and decided:
-      break
-    if seat == 1 - mover:
-      messages.append(_available(facing_bet=action == BET))
+    messages.append((f"Player {mover}", ACTION_TEXTS[action]))
+    if seat == 1 - mover and not (decided and index == len(moves) - 1):
+      messages.append((GAME, _available(facing_bet=action == BET)))
   if decided:
-    winner = int(s.round_winner[r])
-    scores = (f"Current scores: Player 0: '{int(s.round_chips[r, 0])}'; "
-              f"Player 1: '{int(s.round_chips[r, 1])}'")
     if moves[-1] == FOLD:
-      messages.append(f"[GAME] Player {1 - winner} has folded. {scores}")
+      folder = opener if (len(moves) - 1) % 2 == 0 else 1 - opener
+      messages.append((GAME, f"Player {folder} has folded."))
     else:
-      loser = 1 - winner
-      messages.append(
-          f"[GAME] Showdown: Player {winner}'s {RANKS[int(s.cards[r, winner])]} beats "
-          f"Player {loser}'s {RANKS[int(s.cards[r, loser])]}. Player {winner} wins pot of "
-          f"{int(s.round_pot[r])} chips. {scores}")
+      card = [RANKS[int(c)] for c in s.cards[r]]
+      winner = int(s.round_winner[r])
+      messages += [
+          (GAME, f"Cards: Player 0 had {card[0]}, Player 1 had {card[1]}"),
+          (GAME, f"Showdown: Player {winner}'s {card[winner]} beats Player {1 - winner}'s "
+                 f"{card[1 - winner]}. Player {winner} wins pot of {int(s.round_pot[r])} chips.")]
   return messages
+
+
+def _match_result(s: KuhnState, rounds: int) -> str:
+  """The reference's game-over line, for the chip leader (ours) or a chip tie."""
+  chips = [int(c) for c in s.chips]
+  if chips[0] == chips[1]:
+    return (f"The game ended in a draw. Reason: At the end of {rounds} rounds, both players had "
+            "the same number of chips.")
+  winner = int(chips[1] > chips[0])
+  return (f"Player {winner} won the game. Reason: Player {winner} won by having more chips at "
+          f"the end of all {rounds} rounds.")
+
+
+def _forfeit_messages(s: KuhnState, max_moves: int) -> list[tuple[str, str]]:
+  """The forfeiting move and the reference env's invalid-move verdict (error allowance 0)."""
+  seat = int(s.forfeited_by)
+  move = int(s.history[min(int(s.num_moves), max_moves) - 1])
+  if 0 <= move < len(ACTION_TEXTS):  # the env's regex reads it, but the move is not legal now
+    text = ACTION_TEXTS[move]
+    reason = f"Action must be {_legal_texts(facing_bet=move in (CHECK, BET))}."
+  else:
+    text, reason = INVALID_TEXT, "Action must be [Check], [Bet], [Call], or [Fold]."
+  return [(f"Player {seat}", text),
+          (GAME, f"Player {seat} lost the game by way of invalid move. Reason: {reason}")]
 
 
 # ---- equilibrium play ----

@@ -16,20 +16,47 @@ get_wood, get_gold)`` with each quantity in 0..20 (20 is all of a resource in th
 ``num_actions = 2 + 21**4``. Canonical offer text lists Wood before Gold and omits zero quantities:
 ``[Offer: 3 Wood, 2 Gold -> 5 Gold]``.
 
-Deliberate differences from the reference v1 env (on TextArena 0.6) and TextArena 0.7.4's v0:
-- ``[Accept]`` with no offer pending is illegal (forfeit). The reference env ignores it, but the
-  reference's legal-action list holds ``[Accept]`` only while an offer is pending, so SPIRAL
-  forfeits it too. ``[Deny]`` is legal at any time (the reference lists it only with an offer).
-- Parsing follows SPIRAL's exact-match rule: after ``\\boxed{}`` extraction the move must be
-  exactly ``[Accept]``, ``[Deny]`` (case-sensitive) or one offer token, with no chat around it.
-  Inside an offer the reference's leniency holds: any case of ``Offer`` and of resource names, an
-  optional ``I give``/``I offer``, ``,``/``and`` separators, plurals ``Woods``/``Golds``, repeated
-  resources summed, trailing punctuation. A quantity of 0 is malformed (as in the reference); a
-  total above 20 is INVALID here (the reference accepts asking for more than exists, an offer
-  nobody can ever accept).
-- An offer's history line shows its canonical text, not the seat's own spelling.
-- A forfeit ends the game at once (TextArena allows one retry); its closing line is
-  ``Player k lost the game by way of invalid move.`` plus the reference's reason where it has one.
+``render(state, seat)`` reproduces the reference run's observation byte for byte: spiral-rl
+0.2.0's own ``spiral/core/envs/SimpleNegotiation/env.py`` (registered as SimpleNegotiation-v1,
+max_turns 10) on TextArena 0.6.4, behind TextArena's ``LLMObservationWrapper``
+(``spiral.core.envs.make_env(id, True)``), stepped with each move's text and an error allowance of
+0 as the reference run steps it: every message so far, each as ``"\\n[GAME] ..."`` or
+``"\\n[Player k] ..."``: the seat's rules prompt (its trailing newline leaves a blank line), then
+for each move its echo ``[Player k] <move>`` and the env's lines ("Player k made the following offer to
+Player j: Offered items: 3 Wood -> Requested items: 2 Gold", "... implicitly denied the previous
+offer by making a counter-offer.", "... accepted the trade offer from Player j.", "... denied the
+trade offer from Player j.", the invalid-move verdict "Player k lost the game by way of invalid
+move. Reason: ..." for the moves the env itself rejects), and after the 10th action the env's
+outcome line ("Player k won the game. Reason: Player k won by having a larger gain in inventory
+value." or "The game ended in a draw. Reason: Same change in inventory value for all players.
+Draw."). Both seats see the same lines after their own prompts. ``tests/reference/
+test_observations.py`` compares both seats' observations at every move and at the end with the
+reference's. What it deliberately does not reproduce:
+- Legal moves (SPIRAL.md section 6): any well-formed offer the offerer can pay for is legal; the
+  reference's legal list is three random offers of at most 3 items, chat lines and, only while an
+  offer is pending, ``[Accept]``/``[Deny]`` (and two chatty spellings of them). ``[Deny]`` with
+  nothing pending is a legal pass here (the reference env ignores it: only its echo line shows,
+  as here); ``[Accept]`` with nothing pending forfeits here (its absence from the reference's list
+  makes it invalid there too; the env itself ignores it).
+- The state keeps action ids, not response text: the echo line and the offer line show the
+  canonical move (``[Offer: 3 Wood, 2 Gold -> 5 Gold]``, Wood before Gold, repeats summed), where
+  the reference echoes the seat's own spelling and lists the items in the order written; chat
+  (free talk, which the reference env echoes and otherwise ignores) is not a move here.
+- A forfeit ends the game at once with the configured ``Forfeit`` (the reference env pays -1/0).
+  Its text is the reference env's for that move: the echo, then the env's verdict where the env
+  rejects the move (an offer the mover cannot pay for or with an empty side, an accept the mover
+  cannot pay for); where the env accepts it (``[Accept]`` with nothing pending, an unparseable
+  move, shown as spiral-rl's ``INVALID_ACTION`` placeholder ``[\uff5cINVALID_ACTION\uff5c]``, the
+  string its evaluator plays then) the echo alone, or with the env's outcome line on the 10th
+  action. (In the reference's training the env is not stepped on an invalid move, so no one sees
+  this text there.) An offer of more than 20 of a resource is unparseable here (INVALID); the
+  reference env takes it as an offer nobody can accept.
+- Parsing follows SPIRAL's exact-match rule: after ``spiral_jax.text.actions.extract_action`` the
+  move must be exactly ``[Accept]``, ``[Deny]`` (case-sensitive) or one offer token, with no chat
+  around it. Inside an offer the reference env's leniency holds: any case of ``Offer`` and of
+  resource names, an optional ``I give``/``I offer``, ``,``/``and`` separators, plurals
+  ``Woods``/``Golds``, repeated resources summed, trailing punctuation. A quantity of 0 is
+  malformed (as in the reference).
 - TextArena 0.7.4's v0 (5 random resources) words a deny ``Player k rejected the trade offer.``,
   adds ``Player k made no new trade offer.`` after every non-offer move, leaves a denied offer
   pending and with max_turns=10 plays 11 actions; we keep the reference v1's wording and rules.
@@ -59,6 +86,7 @@ ACCEPT, DENY, FIRST_OFFER = 0, 1, 2
 MAX_MOVES = 10
 _RESOURCE_NAMES = {"Wood": WOOD, "Woods": WOOD, "Gold": GOLD, "Golds": GOLD}  # for parse_offer
 _NUM_RECEIVES = NUM_QUANTITIES**2 - 1  # receive sides naming at least one item
+INVALID_TEXT = "[\uff5cINVALID_ACTION\uff5c]"  # spiral.tinker.renderer.INVALID_ACTION
 
 
 @struct.dataclass
@@ -208,7 +236,7 @@ class SimpleNegotiation(core.Game):
   def parse(self, response: str, state: NegotiationState) -> int:
     """The legal id a response names (SPIRAL's ``\\boxed{}`` rules), or INVALID. Never raises."""
     move = text_actions.extract_action(response)
-    if move is None:
+    if not isinstance(move, str):  # the earlier contract's None: no move
       return core.INVALID
     action = self.action_from_text(move)
     if action == core.INVALID or not bool(_is_legal(np, _to_numpy(state), action)):
@@ -235,43 +263,56 @@ class SimpleNegotiation(core.Game):
     return heuristic_player(self, **kwargs)
 
   def render(self, state: NegotiationState, seat: int) -> str:
-    """What ``seat`` has seen, as TextArena's LLM observation wrapper prints it: the reference v1
-    prompt, then ``[Player k] <move>`` and ``[GAME] ...`` lines, replayed from the history."""
+    """What ``seat`` has seen: the reference env's messages behind TextArena 0.6.4's LLM
+    observation wrapper, replayed from the history (see the module docstring)."""
+    if seat not in (0, 1):
+      raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
     state = _to_numpy(state)
+    if state.history.ndim != 1:
+      raise ValueError(f"state.history has shape {state.history.shape}: render takes one "
+                       "unbatched state; slice a batch with jax.tree.map(lambda x: x[i], state)")
     lines = [f"[GAME] {_prompt(seat)}"]
     inventory = np.full((core.NUM_SEATS, len(RESOURCES)), START_QUANTITY, np.int64)
     pending: tuple[int, np.ndarray] | None = None  # (maker, terms)
-    num_moves = int(state.num_moves)
-    forfeited_by = int(state.forfeited_by)
-    for t in range(min(num_moves, self.max_moves)):
+    for t in range(min(int(state.num_moves), self.max_moves)):
       mover, action = t % core.NUM_SEATS, int(state.history[t])
-      if 0 <= action < self.num_actions:
-        lines.append(f"[Player {mover}] {self.action_text(action)}")
-      if forfeited_by != core.NO_SEAT and t == num_moves - 1:
-        reason = _forfeit_reason(mover, action, inventory, pending)
-        lines.append(f"[GAME] Player {mover} lost the game by way of invalid move.{reason}")
-        break
-      if action == ACCEPT:
+      known = 0 <= action < self.num_actions
+      lines.append(f"[Player {mover}] {self.action_text(action) if known else INVALID_TEXT}")
+      verdict = None  # the reason of the reference env's invalid-move verdict, where it has one
+      if action == ACCEPT and pending is not None:
         maker, terms = pending
-        inventory[maker] += terms[2:] - terms[:2]
-        inventory[mover] -= terms[2:] - terms[:2]
-        lines.append(f"[GAME] Player {mover} accepted the trade offer from Player {maker}.")
+        if (terms[2:] <= inventory[mover]).all():
+          inventory[maker] += terms[2:] - terms[:2]
+          inventory[mover] -= terms[2:] - terms[:2]
+          lines.append(f"[GAME] Player {mover} accepted the trade offer from Player {maker}.")
+          pending = None
+        else:
+          verdict = (f"Player {mover} tried accepting a trade without having the necessary "
+                     "resources.")
+      elif action == DENY and pending is not None:
+        lines.append(f"[GAME] Player {mover} denied the trade offer from Player {pending[0]}.")
         pending = None
-      elif action == DENY:
-        if pending is not None:
-          lines.append(f"[GAME] Player {mover} denied the trade offer from Player {pending[0]}.")
-        pending = None
-      else:
-        if pending is not None:
-          lines.append(f"[GAME] Player {mover} implicitly denied the previous offer by making a "
-                       "counter-offer.")
+      elif known and action >= FIRST_OFFER:
         terms = offer_terms(np.int64(action))
-        pending = (mover, terms)
-        lines.append(f"[GAME] Player {mover} made the following offer to Player {1 - mover}: "
-                     f"Offered items: {_bundle_text(terms[:2])} -> "
-                     f"Requested items: {_bundle_text(terms[2:])}")
-    if bool(state.terminated) and forfeited_by == core.NO_SEAT:
-      lines.append(_outcome_line(np.asarray(state.rewards)))
+        if not (terms[:2].any() and terms[2:].any()):
+          verdict = f"Player {mover} made a trade offer in an incorrect format."
+        elif (terms[:2] > inventory[mover]).any():
+          verdict = (f"Player {mover} tried to make a trade offer without having the necessary "
+                     "resources.")
+        else:
+          if pending is not None:
+            lines.append(f"[GAME] Player {mover} implicitly denied the previous offer by making "
+                         "a counter-offer.")
+          pending = (mover, terms)
+          lines.append(f"[GAME] Player {mover} made the following offer to Player {1 - mover}: "
+                       f"Offered items: {_bundle_text(terms[:2])} -> "
+                       f"Requested items: {_bundle_text(terms[2:])}")
+      if verdict is not None:
+        lines.append(f"[GAME] Player {mover} lost the game by way of invalid move. "
+                     f"Reason: {verdict}")
+        break
+      if t == self.max_moves - 1:
+        lines.append(_outcome_line(inventory))
     return "".join(f"\n{line}" for line in lines)
 
 
@@ -306,24 +347,13 @@ def _prompt(seat: int) -> str:
       f"The game lasts for {MAX_MOVES} turns in total.\n")
 
 
-def _forfeit_reason(mover: int, action: int, inventory: np.ndarray, pending) -> str:
-  """The reference's reason text for the illegal moves its env itself rejects."""
-  if action == ACCEPT and pending is not None:
-    return (f" Reason: Player {mover} tried accepting a trade without having the necessary "
-            "resources.")
-  if action >= FIRST_OFFER and action < FIRST_OFFER + NUM_OFFERS:
-    terms = offer_terms(np.int64(action))
-    if (terms[:2] > inventory[mover]).any():
-      return (f" Reason: Player {mover} tried to make a trade offer without having the necessary "
-              "resources.")
-  return ""
-
-
-def _outcome_line(rewards: np.ndarray) -> str:
-  if rewards[0] == rewards[1]:
+def _outcome_line(inventory: np.ndarray) -> str:
+  """The reference env's verdict after the last action, from the seats' inventory gains."""
+  gains = (inventory * VALUES).sum(axis=1) - INITIAL_VALUE
+  if gains[0] == gains[1]:
     return ("[GAME] The game ended in a draw. Reason: Same change in inventory value for all "
             "players. Draw.")
-  winner = int(np.argmax(rewards))
+  winner = int(np.argmax(gains))
   return (f"[GAME] Player {winner} won the game. Reason: Player {winner} won by having a larger "
           "gain in inventory value.")
 

@@ -1,4 +1,4 @@
-"""TicTacToe-v0: the 3x3 game on the core protocol, TextArena's observation text, a minimax expert.
+"""TicTacToe-v0: the 3x3 game on the core protocol, the reference run's text, a minimax expert.
 
 Rules (SPIRAL.md section 4): seat 0 is 'O' and moves first, seat 1 is 'X'. Action ``c`` (text
 ``[c]``) marks cell ``c`` of the row-major board::
@@ -12,14 +12,36 @@ Rules (SPIRAL.md section 4): seat 0 is 'O' and moves first, seat 1 is 'X'. Actio
 An occupied cell is an illegal move (``core.Game.step`` forfeits it). Three in a row wins (+1/-1);
 a full board without a line draws (0/0).
 
-``render(state, seat)`` reproduces what TextArena 0.7.4 shows that seat through
-``ta.make("TicTacToe-v0")`` (the LLM observation wrapper: every message so far, ``[GAME]``-tagged
-prompt, boards, ``[Player k] [c]`` moves, "placed their symbol" lines, available moves).
-Deliberate differences from TextArena:
-- An illegal move ends the game at once (SPIRAL's rule); TextArena grants one retry by default
-  (``error_allowance=1``) and pays -1/+1, where we pay the configured ``Forfeit``.
-- The state keeps action ids, not response text, so a forfeited move is shown by its id as
-  ``[c]`` (out-of-range ids too), and an unparseable one (``INVALID``) as ``[invalid]``.
+``render(state, seat)`` reproduces the reference run's observation byte for byte: TextArena
+0.6.4's ``TicTacToe-v0`` behind TextArena's ``FirstLastObservationWrapper``, as spiral-rl 0.2.0's
+``spiral.core.envs.make_env("TicTacToe-v0", False)`` wraps it. That wrapper shows only the first
+message the seat received (its rules prompt, whose own trailing newline leaves a blank line after
+it) and the last one (the env's current board, sent after every move), then ``Next Action:``::
+
+  You are Player 0 in Tic Tac Toe.
+  ...
+  As Player 0, you will be 'O', while your opponent is 'X'.
+  <blank>
+  <blank>
+  Current Board:
+  <blank>
+   X | 1 | 2
+  ---+---+---
+  ...
+  <blank>
+  Available Moves: '[1]', '[2]', ...
+  <blank>
+  Next Action:
+
+No ``[GAME]`` or ``[Player k]`` tags, no move history: the board is the whole state. The board is
+the last message at the end too (the env sends it after its win, draw or invalid-move verdict), so a
+finished game shows its final board, ``Available Moves:`` listing the empty cells (empty on a
+full board) and ``Next Action:``, as the reference does. ``tests/reference/test_observations.py``
+compares both seats' observations at every move and at the end with the reference's. What it
+deliberately does not reproduce is in the rules, not the text: an illegal move ends the game at
+once with the configured ``Forfeit`` rewards (SPIRAL.md section 2); the reference env, stepped with
+an error allowance of 0 as the reference run does, pays -1/0, and its illegal mark is not placed
+either, so the text is the same.
 """
 from __future__ import annotations
 
@@ -37,7 +59,6 @@ SYMBOLS = ("O", "X")  # by seat
 LINES = np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8],  # rows
                   [0, 3, 6], [1, 4, 7], [2, 5, 8],  # columns
                   [0, 4, 8], [2, 4, 6]], np.int32)  # diagonals
-INVALID_TEXT = "[invalid]"
 
 
 @struct.dataclass
@@ -100,33 +121,19 @@ class TicTacToe(core.Game):
     return minimax_player(self, **kwargs)
 
   def render(self, state: TicTacToeState, seat: int) -> str:
-    """The full observation text for ``seat`` of one unbatched state (TextArena's wording)."""
+    """The observation text for ``seat`` of one unbatched state (the reference run's: the rules
+    prompt, the current board with the available moves, ``Next Action:``)."""
     if seat not in (0, 1):
       raise ValueError(f"seat={seat!r} is not a seat; use 0 or 1")
-    history = np.asarray(state.history)
-    if history.ndim != 1:
-      raise ValueError(f"state.history has shape {history.shape}: render takes one unbatched "
+    board = np.asarray(state.board)
+    if board.ndim != 1:
+      raise ValueError(f"state.board has shape {board.shape}: render takes one unbatched "
                        "state; slice a batch with jax.tree.map(lambda x: x[i], state)")
-    num_moves = min(int(np.asarray(state.num_moves)), self.max_moves)
-    board = [EMPTY] * 9
-    messages = [_prompt(seat), _board_message(board)]
-    for index, action in enumerate(history[:num_moves].tolist()):
-      mover = index % 2  # no retries: seats alternate on every recorded move
-      messages.append(f"[Player {mover}] {_move_text(action)}")
-      if 0 <= action < 9 and board[action] == EMPTY:
-        board[action] = mover
-        messages.append(f"[GAME] Player {mover} placed their symbol ({SYMBOLS[mover]}) "
-                        f"in cell {action}.")
-      messages.append(_board_message(board))
-    return "".join("\n" + message for message in messages)
-
-
-def _move_text(action: int) -> str:
-  return INVALID_TEXT if action == core.INVALID else f"[{action}]"
+    return f"{_prompt(seat)}\n\n{_board_message(board.tolist())}\n\nNext Action:"
 
 
 def _prompt(seat: int) -> str:
-  return (f"[GAME] You are Player {seat} in Tic Tac Toe.\n"
+  return (f"You are Player {seat} in Tic Tac Toe.\n"
           "Your goal is to win three in a row (horizontally, vertically, or diagonally) on the "
           "board.\n"
           "On your turn, you should select the square number (0-8) you want to put your mark in "
@@ -140,7 +147,7 @@ def _board_message(board: list[int]) -> str:
   cells = [SYMBOLS[mark] if mark != EMPTY else str(cell) for cell, mark in enumerate(board)]
   rows = ["|".join(f" {cells[3 * row + col]} " for col in range(3)) for row in range(3)]
   moves = ", ".join(f"'[{cell}]'" for cell, mark in enumerate(board) if mark == EMPTY)
-  return ("[GAME] Current Board:\n\n" + "\n---+---+---\n".join(rows) +
+  return ("Current Board:\n\n" + "\n---+---+---\n".join(rows) +
           f"\n\nAvailable Moves: {moves}")
 
 

@@ -22,8 +22,12 @@ agent in one sampler call: one call for the learner, one more per distinct text 
 none more when the opponent *is* the learner object (a policy against itself in an arena). Each
 distinct scripted player of a kind is one vmapped call over that kind's batch. Games are played
 round after round until each kind has at least its quota of samples; then exactly the quota is
-drawn without replacement (SPIRAL.md section 3). All randomness comes from ``key`` (sampler
-seeds, scripted moves) and ``rng`` (seat draws), so the same seed replays the same games.
+drawn without replacement (SPIRAL.md section 3). With an ``advantage_fn`` (training's RAE fold,
+``rl.rae.Baselines``) each round's games are scored as they finish and, with ``filter_zero``,
+moves of advantage exactly 0 are dropped before they count towards the quota, as the reference
+filters before it draws. A round's games are numbered in collection order: by kind, then by
+row, however long each took. All randomness comes from ``key`` (sampler seeds, scripted moves)
+and ``rng`` (seat draws), so the same seed replays the same games.
 """
 from __future__ import annotations
 
@@ -52,6 +56,9 @@ class Move:
   truncated: bool
   invalid: bool      # the response named no legal move (the game was forfeited)
   response_text: str = ""  # the decoded response without the stop token, as parsed
+  advantage: float = float("nan")  # set by collect's advantage_fn (training's RAE)
+  observation: str = ""    # the rendered observation the seat saw (before the template)
+  move_text: str = ""      # the legal move it named ("" when invalid)
 
 
 @dataclasses.dataclass
@@ -61,14 +68,19 @@ class FinishedGame:
   forfeited_by: int
   num_moves: int
   learner_seats: tuple[int, ...]
+  row: int = 0          # its row in its round's batch of its kind
+  round_games: int = 1  # games of its kind in its round
 
 
 @dataclasses.dataclass
 class Rollout:
   moves: list[Move]        # exactly the drawn samples, grouped by kind
-  games: list[FinishedGame]  # every game finished while collecting, in finish order
-  num_played_moves: int    # learner moves before the draw
+  games: list[FinishedGame]  # every game finished while collecting, in collection order
+  num_played_moves: int    # learner moves before the filter and the draw
   response_chars: float    # mean characters per learner response before the draw
+  num_kept_moves: int = 0  # learner moves left by the zero-advantage filter, before the draw
+  transcripts: list[int] = dataclasses.field(default_factory=list)  # games kept whole (indices)
+  transcript_moves: list[Move] = dataclasses.field(default_factory=list)  # all their moves
 
 
 @functools.lru_cache(maxsize=256)
@@ -121,18 +133,20 @@ def _text_turn(agent: TextAgent, rows: list[tuple[int, int, int]], host: list, r
                ) -> tuple[list, list[str], list[list[int]], list[bool], list[int]]:
   """Render, template, tokenize, sample and parse the moves of ``rows`` ((kind, row, seat)).
 
-  Returns per row: prompt ids, response text, response ids, truncated, action (or INVALID).
+  Returns per row: prompt ids, response text, response ids, truncated, action (or INVALID),
+  observation.
   """
   games = [jax.tree.map(lambda x, r=row: x[r], host[k]) for k, row, _ in rows]
-  texts = [templates.spiral_prompt(runners[k].game.render(one, seat), agent.template)
-           for (k, _, seat), one in zip(rows, games)]
+  observations = [runners[k].game.render(one, seat) for (k, _, seat), one in zip(rows, games)]
+  texts = [templates.spiral_prompt(obs, agent.template) for obs in observations]
   ids = agent.tokenizer.encode_batch(texts)
   # keep the most recent history; the template's end survives
   ids = [p[-agent.max_prompt_tokens:] if len(p) > agent.max_prompt_tokens else p for p in ids]
   responses, response_ids, truncated = agent.sample_fn(ids, seed)
   actions = [runners[k].game.parse(text, one)
              for (k, _, _), text, one in zip(rows, responses, games)]
-  return ids, list(responses), [list(r) for r in response_ids], list(truncated), actions
+  return (ids, list(responses), [list(r) for r in response_ids], list(truncated), actions,
+          observations)
 
 
 def _agents(runners: Sequence[GameRunner], default: TextAgent | None, tokenizer, template: str,
@@ -173,7 +187,7 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
                rng: np.random.Generator, max_prompt_tokens: int = 1 << 20,
                game_offset: int = 0) -> tuple[list[Move], list[FinishedGame]]:
   """Plays ``counts[k]`` games of each kind to the end; returns the learner's text moves and the
-  finished games (in finish order, numbered from ``game_offset``).
+  finished games (in collection order, by kind then row, numbered from ``game_offset``).
 
   ``sample_fn``/``tokenizer`` (with ``template``, ``max_prompt_tokens``) are the learner of every
   runner whose ``learner`` is None, and the defaults of any ``TextAgent`` that leaves its
@@ -189,8 +203,7 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
     owners.append(_seat_owners(runner.opponent, rng, n))
   host = [jax.device_get(s) for s in states]  # one transfer per kind and turn, reused below
   pending: list[list[tuple[int, Move]]] = [[] for _ in runners]  # (game row, move) per kind
-  finished: list[FinishedGame] = []
-  finish_index: dict[tuple[int, int], int] = {}
+  finished: dict[tuple[int, int], FinishedGame] = {}  # by (kind, row)
   turn = 0
   while True:
     text_rows: dict[int, list[tuple[int, int, int, bool]]] = {g: [] for g in resolved}
@@ -216,11 +229,13 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
         continue
       out = _text_turn(resolved[g], [r[:3] for r in rows], host, runners,
                        _seed(jax.random.fold_in(turn_key, g)))
-      for (k, row, seat, is_learner), prompt, text, resp, trunc, action in zip(rows, *out):
+      for (k, row, seat, is_learner), prompt, text, resp, trunc, action, obs in zip(rows, *out):
         actions[k][row] = action
         if is_learner:
-          pending[k].append((row, Move(prompt, resp, k, seat, -1, bool(trunc),
-                                       action == core.INVALID, text)))
+          invalid = action == core.INVALID
+          pending[k].append((row, Move(
+              prompt, resp, k, seat, -1, bool(trunc), invalid, text, observation=obs,
+              move_text="" if invalid else runners[k].game.action_text(int(action)))))
     for k, runner in enumerate(runners):
       if states[k] is None:
         continue
@@ -234,28 +249,43 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
       states[k] = runner.step(states[k], jnp.asarray(actions[k]))
       new_host = jax.device_get(states[k])
       for row in np.nonzero(new_host.terminated & ~host[k].terminated)[0]:
-        finish_index[(k, int(row))] = game_offset + len(finished)
-        finished.append(FinishedGame(k, np.asarray(new_host.rewards[row], np.float32),
-                                     int(new_host.forfeited_by[row]),
-                                     int(new_host.num_moves[row]),
-                                     tuple(np.nonzero(owners[k][row])[0].tolist())))
+        finished[(k, int(row))] = FinishedGame(
+            k, np.asarray(new_host.rewards[row], np.float32), int(new_host.forfeited_by[row]),
+            int(new_host.num_moves[row]), tuple(np.nonzero(owners[k][row])[0].tolist()),
+            int(row), counts[k])
       host[k] = new_host
     turn += 1
+  order = sorted(finished)  # collection order: how long a game took does not move it
+  index = {kr: game_offset + i for i, kr in enumerate(order)}
   moves: list[Move] = []
   for k in range(len(runners)):
     for row, move in pending[k]:
-      move.game = finish_index[(k, row)]
+      move.game = index[(k, row)]
       moves.append(move)
-  return moves, finished
+  return moves, [finished[kr] for kr in order]
 
 
 def collect(runners: Sequence[GameRunner], quotas: Sequence[int], games_per_round: int,
             sample_fn: SampleFn | None, tokenizer, key: jax.Array, *, template: str = "qwen",
-            max_prompt_tokens: int = 1 << 20, max_rounds: int = 1000) -> Rollout:
-  """Plays rounds until each kind has ``quotas[k]`` learner moves, then draws exactly that many."""
+            max_prompt_tokens: int = 1 << 20, max_rounds: int = 1000,
+            advantage_fn: Callable[[list[Move], list[FinishedGame], int], np.ndarray] | None = None,
+            filter_zero: bool = False, transcript_games: int = 0) -> Rollout:
+  """Plays rounds until each kind has ``quotas[k]`` learner moves, then draws exactly that many.
+
+  ``advantage_fn(moves, games, game_offset) -> f[len(moves)]`` scores each round's moves once
+  its games are over (in collection order); with ``filter_zero`` only moves of nonzero advantage
+  count and can be drawn. The first ``transcript_games`` games of each kind in the first round
+  are kept whole (``Rollout.transcripts``: every learner move, drawn or not).
+  """
+  if filter_zero and advantage_fn is None:
+    raise ValueError("filter_zero needs an advantage_fn to score the moves")
   rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
   by_kind: list[list[Move]] = [[] for _ in runners]
   games: list[FinishedGame] = []
+  played = 0
+  chars: list[int] = []
+  transcripts: list[int] = []
+  transcript_moves: list[Move] = []
   for r in range(max_rounds):
     short = [q - len(m) for q, m in zip(quotas, by_kind)]
     if all(s <= 0 for s in short):
@@ -264,20 +294,30 @@ def collect(runners: Sequence[GameRunner], quotas: Sequence[int], games_per_roun
     moves, finished = play_round(runners, counts, sample_fn, tokenizer, jax.random.fold_in(key, r),
                                  template=template, rng=rng, max_prompt_tokens=max_prompt_tokens,
                                  game_offset=len(games))
+    if advantage_fn is not None:
+      for m, a in zip(moves, advantage_fn(moves, finished, len(games))):
+        m.advantage = float(a)
+    if r == 0 and transcript_games:
+      transcripts = [len(games) + i for i, g in enumerate(finished) if g.row < transcript_games]
+      kept_whole = set(transcripts)
+      transcript_moves = [m for m in moves if m.game in kept_whole]
     games.extend(finished)
+    played += len(moves)
+    chars += [len(m.response_text) for m in moves]
     for m in moves:
-      by_kind[m.kind].append(m)
+      if not (filter_zero and m.advantage == 0):
+        by_kind[m.kind].append(m)
   else:
     raise RuntimeError(f"collected too few samples after {max_rounds} rounds: "
                        f"{[len(m) for m in by_kind]} for quotas {list(quotas)}")
-  played = [m for ms in by_kind for m in ms]
   drawn = []
   for k, ms in enumerate(by_kind):
     pick = rng.choice(len(ms), quotas[k], replace=False)
     drawn.extend(ms[i] for i in sorted(pick))
-  chars = [len(m.response_text) for m in played]
-  return Rollout(moves=drawn, games=games, num_played_moves=len(played),
-                 response_chars=float(np.mean(chars)) if chars else 0.0)
+  return Rollout(moves=drawn, games=games, num_played_moves=played,
+                 response_chars=float(np.mean(chars)) if chars else 0.0,
+                 num_kept_moves=sum(map(len, by_kind)), transcripts=transcripts,
+                 transcript_moves=transcript_moves)
 
 
 def merge(parts: Sequence[Rollout]) -> Rollout:
@@ -285,12 +325,19 @@ def merge(parts: Sequence[Rollout]) -> Rollout:
   shard order within a kind), counts summed."""
   moves: list[Move] = []
   games: list[FinishedGame] = []
-  played, chars = 0, 0.0
+  played, kept, chars = 0, 0, 0.0
+  transcripts: list[int] = []
+  transcript_moves: list[Move] = []
   for part in parts:
     moves += [dataclasses.replace(m, game=m.game + len(games)) for m in part.moves]
+    transcripts += [i + len(games) for i in part.transcripts]
+    transcript_moves += [dataclasses.replace(m, game=m.game + len(games))
+                         for m in part.transcript_moves]
     games += part.games
     played += part.num_played_moves
+    kept += part.num_kept_moves
     chars += part.response_chars * part.num_played_moves
   moves.sort(key=lambda m: m.kind)  # stable
   return Rollout(moves=moves, games=games, num_played_moves=played,
-                 response_chars=chars / played if played else 0.0)
+                 response_chars=chars / played if played else 0.0, num_kept_moves=kept,
+                 transcripts=transcripts, transcript_moves=transcript_moves)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spiral_jax.play.rollout import FinishedGame, Move
+from spiral_jax.play.rollout import Move
 from spiral_jax.rl.train_step import TrainBatch
 from spiral_jax.sampling import prefixes as prefix_lib
 from spiral_jax.sampling.prefixes import bucket
@@ -48,7 +48,6 @@ class ShapeFloor:
   groups: int = 1   # prefix groups G
   prefix: int = 0   # prefix length P
   length: int = 16  # tail + response length L
-  games: int = 8    # finished games
   prefixes: list[list[int]] = dataclasses.field(default_factory=list, repr=False)
 
 
@@ -67,9 +66,12 @@ def _match_groups(prompts: Sequence[Sequence[int]], floor: ShapeFloor,
   return owner
 
 
-def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_len: int,
-                pad_id: int, floor: ShapeFloor | None = None) -> TrainBatch:
-  """Left-padded group prefixes, then each row's prompt tail + response right-padded.
+def train_batch(moves: Sequence[Move], response_len: int, pad_id: int,
+                floor: ShapeFloor | None = None, baselines: np.ndarray | None = None
+                ) -> TrainBatch:
+  """Left-padded group prefixes, then each row's prompt tail + response right-padded, and each
+  row's ``Move.advantage``; ``baselines`` (f32[groups, kinds, 2], the RAE fold's result) go to
+  the train state (zeros[1, 1, 2] by default, for a state of one kind and group).
 
   Returns numpy arrays (see ``TrainBatch``). Without ``floor`` the batch is grouped and sized for
   itself (``prefix_groups``; each axis padded to a bucket of what it holds). With a ``floor``
@@ -111,19 +113,13 @@ def train_batch(moves: Sequence[Move], games: Sequence[FinishedGame], response_l
     tokens[i, :len(row)] = row
     input_mask[i, :len(row)] = True
     loss_mask[i, len(row) - len(responses[i]):len(row)] = 1.0
-  floor.games = g = max(floor.games, bucket(len(games), minimum=8))
-  game_kind = np.zeros(g, np.int32)
-  game_returns = np.zeros((g, 2), np.float32)
-  game_valid = np.zeros(g, bool)
-  for j, game in enumerate(games):
-    game_kind[j], game_returns[j], game_valid[j] = game.kind, game.returns, True
+  if baselines is None:
+    baselines = np.zeros((1, 1, 2), np.float32)
   return TrainBatch(
       prefix=prefix, prefix_mask=prefix_mask, row_prefix=row_prefix, tokens=tokens,
       input_mask=input_mask, loss_mask=loss_mask,
-      sample_game=np.array([m.game for m in moves], np.int32),
-      sample_seat=np.array([m.seat for m in moves], np.int32),
-      sample_valid=np.ones(b, bool), game_kind=game_kind, game_returns=game_returns,
-      game_valid=game_valid)
+      advantage=np.array([m.advantage for m in moves], np.float32),
+      sample_valid=np.ones(b, bool), baselines=np.asarray(baselines, np.float32))
 
 
 def prefix_table(floor: ShapeFloor, response_len: int) -> prefix_lib.PrefixTable | None:
@@ -137,10 +133,9 @@ def prefix_table(floor: ShapeFloor, response_len: int) -> prefix_lib.PrefixTable
                                 tail_len=floor.length - response_len)
 
 
-def floor_for(moves: Sequence[Move], response_len: int, max_games: int) -> ShapeFloor:
+def floor_for(moves: Sequence[Move], response_len: int) -> ShapeFloor:
   """The floor training batches fit, decided up front from ``moves``: sample prompts of every
-  game kind (e.g. every move of some random games, which reach the longest histories), and
-  ``max_games`` finished games per batch."""
-  floor = ShapeFloor(games=bucket(max_games, minimum=8))
-  train_batch(moves, [], response_len, 0, floor)
+  game kind (e.g. every move of some random games, which reach the longest histories)."""
+  floor = ShapeFloor()
+  train_batch(moves, response_len, 0, floor)
   return floor

@@ -111,12 +111,16 @@ def policy_loss(cfg: LossConfig, logp, old_logp, advantage, mask, weight, ref_lo
   aggregate = AGGREGATIONS[cfg.aggregation]
   loss = aggregate(token_loss, mask, weight, cfg)[0] / denom
   m = mask * weight[:, None]
+  log_ratio = jax.lax.stop_gradient(logp - old_logp)
   ratio = jnp.exp(logp - old_logp)
   metrics = {  # sums over tokens; the caller divides by the token count
       "pg_loss": loss,
       "ratio_sum": (ratio * m).sum(),
       "clipped_tokens": ((jnp.abs(ratio - 1.0) > cfg.clip_eps) * m).sum(),
       "tokens": m.sum(),
+      # extremes over trained tokens (the caller reduces these by min/max, not by sum)
+      "log_ratio_min": jnp.where(m > 0, log_ratio, jnp.inf).min(),
+      "log_ratio_max": jnp.where(m > 0, log_ratio, -jnp.inf).max(),
   }
   if cfg.kl_beta > 0:
     if ref_logp is None:

@@ -17,6 +17,7 @@ with the same workdir continues from it by self-play.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, Sequence
 
@@ -94,7 +95,7 @@ def pairs_to_moves(pairs, tokenizer, kind: int, game_index: int) -> list[rollout
 
 
 def random_game_floor(games: Sequence[core.Game], tokenizer, template: str,
-                      max_prompt_tokens: int, response_len: int, seed: int, max_games: int = 8,
+                      max_prompt_tokens: int, response_len: int, seed: int,
                       games_per_kind: int = 64) -> batching.ShapeFloor:
   """The padded shapes and shared prefixes of ``games``' prompts, decided up front from every move
   of ``games_per_kind`` random games of each kind (rendered and cut to ``max_prompt_tokens`` as in
@@ -107,7 +108,7 @@ def random_game_floor(games: Sequence[core.Game], tokenizer, template: str,
     ids = tokenizer.encode_batch([prompt for prompt, _, _ in pairs])
     moves += [rollout.Move(p[-max_prompt_tokens:], [], k, seat, 0, False, False)
               for p, (_, _, seat) in zip(ids, pairs)]
-  return batching.floor_for(moves, response_len, max_games)
+  return batching.floor_for(moves, response_len)
 
 
 def make_sft_step(logprob_fn, learning_rate: float, num_micro_batches: int = 1, jit: bool = True):
@@ -117,17 +118,16 @@ def make_sft_step(logprob_fn, learning_rate: float, num_micro_batches: int = 1, 
   tx = optax.adam(learning_rate)
   step = ts.make_train_step(logprob_fn, tx, losses.LossConfig(name="reinforce",
                                                               aggregation="token_mean"),
-                            epochs=1, num_micro_batches=num_micro_batches, rae_enabled=False,
-                            filter_zero_advantage=False)
+                            epochs=1, num_micro_batches=num_micro_batches)
   return tx, (jax.jit(step) if jit else step)
 
 
 def sft_batch(moves: list[rollout.Move], response_len: int, pad_id: int,
               floor: batching.ShapeFloor | None = None):
-  """A TrainBatch whose every sample has advantage 1: all point at one 'game' with returns (1, 1)
-  (``pairs_to_moves(..., game_index=0)``); ``floor`` keeps shapes (compilations) few."""
-  games = [rollout.FinishedGame(0, np.ones(2, np.float32), core.NO_SEAT, 0, (0, 1))]
-  return batching.train_batch(moves, games, response_len, pad_id, floor)
+  """A TrainBatch whose every sample has advantage 1 (the SFT state's one zero baseline is kept);
+  ``floor`` keeps shapes (compilations) few."""
+  moves = [dataclasses.replace(m, advantage=1.0) for m in moves]
+  return batching.train_batch(moves, response_len, pad_id, floor)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -1,18 +1,19 @@
 """The learner: one pure, jitted policy update over a batch of move-samples.
 
-``train_step(state, batch) -> (state, metrics)`` folds the batch's finished games into the RAE
-baselines, gives every sample its seat's advantage, drops zero advantages, then runs ``rl.epochs``
-optimizer steps (PPO), each accumulating gradients over micro-batches. The "old" log-probs are the
+``train_step(state, batch) -> (state, metrics)`` trains on the batch's samples with their
+advantages (computed on the host with the RAE fold before the zero-advantage filter and the draw,
+``rl/rae.py``) and takes the fold's new baselines, running ``rl.epochs`` optimizer steps (PPO),
+each accumulating gradients over micro-batches. The "old" log-probs are the
 first epoch's own forward pass under the pre-update parameters, so they cost no extra pass and the
 PPO ratio is exactly 1 on the first epoch.
 
 Non-finite guard. An optimizer step (one per epoch; its micro-batches accumulate into one update)
 whose loss or gradient global norm is NaN or infinite is skipped: parameters and optimizer state
 keep their values bit for bit (Adam's count and the schedule do not advance). Non-finite RAE
-baselines (non-finite returns) skip every update of the step. The RAE fold is committed only when
-no update was skipped, so a bad batch never reaches the baselines. ``metrics["nonfinite"]`` counts
-the skipped updates (0..epochs); ``state.step`` still advances, so the next step's rollout keys
-differ and a retry is not the same batch. A gradient whose global norm overflows float32
+baselines or advantages (non-finite returns) skip every update of the step. The fold's baselines
+are committed only when no update was skipped, so a bad batch never reaches the baselines.
+``metrics["nonfinite"]`` counts the skipped updates (0..epochs); ``state.step`` still advances, so
+the next step's rollout keys differ and a retry is not the same batch. A gradient whose global norm overflows float32
 (about 1e19) counts as non-finite.
 """
 from __future__ import annotations
@@ -40,13 +41,13 @@ class TrainState:
   step: jax.Array          # i32[] policy steps done
   params: Any
   opt_state: Any
-  rae: jax.Array           # f32[num_game_kinds, 2] RAE baselines
+  rae: jax.Array           # f32[groups, num_game_kinds, 2] RAE baselines
   rng: jax.Array           # the run's base key; step keys are fold_in(rng, step)
 
 
 @struct.dataclass
 class TrainBatch:
-  """A fixed-shape batch: B samples in groups sharing a prompt prefix, G finished games.
+  """A fixed-shape batch: B samples in groups sharing a prompt prefix.
 
   prefix:        i32[N, P] each group's shared prompt prefix, left-padded
   prefix_mask:   bool[N, P] real prefix tokens
@@ -54,12 +55,9 @@ class TrainBatch:
   tokens:        i32[B, L] each sample's prompt tail then response, right-padded
   input_mask:    bool[B, L] real tokens
   loss_mask:     f32[B, L] response tokens (the ones trained on)
-  sample_game:   i32[B] row of the sample's game in the game arrays
-  sample_seat:   i32[B] the seat that made the move
+  advantage:     f32[B] each sample's advantage (its seat's RAE advantage in its game)
   sample_valid:  bool[B] False for padding rows
-  game_kind:     i32[G] the game kind index of each finished game, in collection order
-  game_returns:  f32[G, 2] terminal rewards per seat
-  game_valid:    bool[G] False for padding rows
+  baselines:     f32[groups, kinds, 2] the RAE baselines after this step's games were folded
   """
   prefix: jax.Array
   prefix_mask: jax.Array
@@ -67,12 +65,9 @@ class TrainBatch:
   tokens: jax.Array
   input_mask: jax.Array
   loss_mask: jax.Array
-  sample_game: jax.Array
-  sample_seat: jax.Array
+  advantage: jax.Array
   sample_valid: jax.Array
-  game_kind: jax.Array
-  game_returns: jax.Array
-  game_valid: jax.Array
+  baselines: jax.Array
 
 
 def make_optimizer(optim, total_updates: int) -> optax.GradientTransformation:
@@ -89,9 +84,10 @@ def make_optimizer(optim, total_updates: int) -> optax.GradientTransformation:
 
 
 def init_state(params, tx: optax.GradientTransformation, num_game_kinds: int,
-               seed: int) -> TrainState:
+               seed: int, rae_groups: int = 1) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    rae=rae.init(num_game_kinds), rng=jax.random.key_data(jax.random.key(seed)))
+                    rae=rae.init(num_game_kinds, rae_groups),
+                    rng=jax.random.key_data(jax.random.key(seed)))
 
 
 def _micro_batches(tree, n: int):
@@ -109,8 +105,7 @@ def _rows(x: jax.Array) -> jax.Array:
 
 def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
                     loss_cfg: losses.LossConfig, *, epochs: int = 2, num_micro_batches: int = 1,
-                    rae_enabled: bool = True, rae_alpha: float = rae.ALPHA,
-                    filter_zero_advantage: bool = True, skip_nonfinite: bool = True):
+                    skip_nonfinite: bool = True):
   """Returns the pure ``train_step(state, batch) -> (state, metrics)``; jit it with shardings.
 
   ``skip_nonfinite``: skip updates with a non-finite loss or gradient (see the module docstring);
@@ -122,15 +117,13 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
     is positive (a KL penalty keeps the policy near it)."""
     if loss_cfg.needs_reference and ref_params is None:
       raise ValueError("loss.kl_beta > 0 needs ref_params (the frozen reference policy)")
-    game_adv, baselines = rae.advantages(state.rae, batch.game_kind, batch.game_returns,
-                                         batch.game_valid, alpha=rae_alpha, enabled=rae_enabled)
-    advantage = game_adv[batch.sample_game, batch.sample_seat]
-    weight = (batch.sample_valid & rae.keep_mask(advantage, filter_zero_advantage))
-    weight = weight.astype(jnp.float32)
+    baselines = batch.baselines
+    weight = batch.sample_valid.astype(jnp.float32)
+    advantage = jnp.where(batch.sample_valid, batch.advantage, 0.0)  # padding rows may hold NaN
     loss_mask = batch.loss_mask * batch.input_mask
     denom = losses.denominator(loss_cfg, loss_mask, weight)
     per_sample = (batch.row_prefix, batch.tokens, batch.input_mask, loss_mask, advantage, weight)
-    baselines_finite = jnp.all(jnp.isfinite(baselines))
+    baselines_finite = jnp.all(jnp.isfinite(baselines)) & jnp.all(jnp.isfinite(advantage))
 
     def micro_loss(params, mb, old_logp, ref_logp):
       row_prefix, tokens, input_mask, mask, adv, w = mb
@@ -164,7 +157,8 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
       grads, (m, logp) = jax.lax.scan(accumulate, zeros, (mbs, olds, refs))
       updates, new_opt_state = tx.update(grads, opt_state, params)
       new_params = optax.apply_updates(params, updates)
-      m = jax.tree.map(jnp.sum, m)
+      m = {k: v.min() if k.endswith("_min") else v.max() if k.endswith("_max") else v.sum()
+           for k, v in m.items()}  # over micro-batches
       m["grad_norm"] = optax.global_norm(grads)
       finite = baselines_finite & jnp.isfinite(m.pop("objective")) & jnp.isfinite(m["grad_norm"])
       if skip_nonfinite:
@@ -191,9 +185,13 @@ def make_train_step(logprob_fn: LogprobFn, tx: optax.GradientTransformation,
         "ratio_first_epoch": first["ratio_sum"] / tokens,
         "ratio_last_epoch": last["ratio_sum"] / tokens,
         "clip_frac": last["clipped_tokens"] / tokens,
+        "log_ratio_min": last["log_ratio_min"],  # the first epoch's ratio is exactly 1
+        "log_ratio_max": last["log_ratio_max"],
         "kept_samples": kept,
         "advantage_mean": (advantage * weight).sum() / jnp.maximum(kept, 1.0),
         "advantage_abs_mean": (jnp.abs(advantage) * weight).sum() / jnp.maximum(kept, 1.0),
+        "advantage_min": jnp.where(batch.sample_valid, advantage, jnp.inf).min(),
+        "advantage_max": jnp.where(batch.sample_valid, advantage, -jnp.inf).max(),
         "response_tokens_mean": response_tokens / jnp.maximum(batch.sample_valid.sum(), 1),
     }
     if "kl" in first:
@@ -222,14 +220,13 @@ def state_shardings(state: TrainState, mesh) -> TrainState:
 
 
 def batch_shardings(mesh, rules) -> TrainBatch:
-  """Per-sample arrays split over the batch axes; prefixes and game arrays replicated."""
+  """Per-sample arrays split over the batch axes; prefixes and baselines replicated."""
   from spiral_jax.parallel import mesh as mesh_lib
   split = lambda ndim: jax.sharding.NamedSharding(mesh, mesh_lib.batch_spec(rules, ndim))
   rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   return TrainBatch(prefix=rep, prefix_mask=rep, row_prefix=split(1), tokens=split(2),
-                    input_mask=split(2), loss_mask=split(2), sample_game=split(1),
-                    sample_seat=split(1), sample_valid=split(1), game_kind=rep,
-                    game_returns=rep, game_valid=rep)
+                    input_mask=split(2), loss_mask=split(2), advantage=split(1),
+                    sample_valid=split(1), baselines=rep)
 
 
 def jit_train_step(train_step, state: TrainState, mesh, rules, with_reference: bool = False):

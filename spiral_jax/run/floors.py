@@ -20,7 +20,10 @@ def load(path: str, step: int) -> batching.ShapeFloor | None:
     return None
   with open(path) as f:
     saved = json.load(f).get(str(step))
-  return batching.ShapeFloor(**saved) if saved else None
+  if not saved:
+    return None
+  saved.pop("games", None)  # floors written before RAE moved to the host padded game arrays
+  return batching.ShapeFloor(**saved)
 
 
 def save(path: str, step: int, floor: batching.ShapeFloor, kept_steps: Iterable[int]) -> None:

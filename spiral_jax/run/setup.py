@@ -80,6 +80,7 @@ class RunSetup:
       raise ValueError(f"opponent={cfg.opponent!r} samples on the whole mesh and needs one rollout "
                        f"shard, but this job has {self.num_shards} (rollout_shards="
                        f"{cfg.rollout_shards}, {jax.process_count()} processes)")
+    config_lib.check_rae_groups(cfg.rl.rae_groups, self.num_shards)
     # Each shard samples on its own devices: data-parallel, with the run's tensor split.
     self.shard_meshes = {s: mesh_lib.make_mesh({"data": -1, "tensor": cfg.mesh.tensor}, group)
                          for s, group in enumerate(multihost.shard_devices(self.num_shards))
@@ -96,7 +97,8 @@ class RunSetup:
       config_lib.save(cfg, self.paths.config)
 
   def initial_state(self) -> ts.TrainState:
-    return self.placed(ts.init_state(self.policy.params, self.tx, len(self.games), self.cfg.seed))
+    return self.placed(ts.init_state(self.policy.params, self.tx, len(self.games), self.cfg.seed,
+                                     self.cfg.rl.rae_groups))
 
   def placed(self, state: ts.TrainState) -> ts.TrainState:
     """The state on the mesh (parameters by the rules, the rest replicated): what Orbax saves and

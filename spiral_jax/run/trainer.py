@@ -20,10 +20,10 @@ from spiral_jax.games import core
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.parallel import multihost
 from spiral_jax.play import agents, opponents, rollout
-from spiral_jax.rl import batching, sft
+from spiral_jax.rl import batching, rae, sft
 from spiral_jax.rl import train_step as ts
 from spiral_jax.rl.logprobs import make_logprob_fn
-from spiral_jax.run import floors, setup
+from spiral_jax.run import floors, setup, transcripts
 from spiral_jax.run.signals import StopSignals
 from spiral_jax.sampling import prefixes
 
@@ -40,8 +40,7 @@ class Trainer(setup.RunSetup):
     self.runners = [rollout.GameRunner(g, opp) for g, opp in zip(self.games, self._opponents())]
     self.train_step = ts.make_train_step(
         make_logprob_fn(self.graphdef, cfg.sampling.temperature), self.tx, cfg.rl.loss,
-        epochs=cfg.rl.epochs, num_micro_batches=cfg.num_micro_batches, rae_enabled=cfg.rl.rae,
-        rae_alpha=cfg.rl.rae_alpha, filter_zero_advantage=cfg.rl.filter_zero_advantage)
+        epochs=cfg.rl.epochs, num_micro_batches=cfg.num_micro_batches)
 
   def _opponents(self) -> list:
     """Each game's fixed opponent: None for self-play (and a league, drawn per step)."""
@@ -83,31 +82,44 @@ class Trainer(setup.RunSetup):
                                              s.temperature, s.top_p), name=f"league@{snapshot}")
     return [rollout.GameRunner(g, agent) for g in self.games], snapshot
 
-  def collect(self, state: ts.TrainState,
-              runners: list[rollout.GameRunner] | None = None) -> rollout.Rollout:
-    """This step's rollout. With several rollout shards, shard ``i`` plays ``1/S`` of the games
-    and draws ``1/S`` of each kind's samples with key ``fold_in(key, i)`` on its own devices;
-    every process runs its own shards, and all of them gather the whole rollout."""
+  def collect(self, state: ts.TrainState, runners: list[rollout.GameRunner] | None = None
+              ) -> tuple[rollout.Rollout, np.ndarray]:
+    """This step's rollout, its moves scored by the RAE fold as games finish (zero advantages
+    dropped before the draw), and the baselines f32[groups, kinds, 2] after the fold. With
+    several rollout shards, shard ``i`` plays ``1/S`` of the games, folds its own ``1/S`` of the
+    baseline groups and draws ``1/S`` of each kind's samples with key ``fold_in(key, i)`` on its
+    own devices; every process runs its own shards, and all of them gather the whole rollout."""
     c, s = self.cfg, self.cfg.sampling
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), int(state.step))
-    kwargs = dict(template=c.template, max_prompt_tokens=c.max_prompt_tokens)
-    if self.num_shards == 1:
-      return rollout.collect(runners or self.runners, c.game_quotas, c.games_per_round,
-                             self.sample_fn(state.params, s.temperature, s.top_p),
-                             self.tokenizer, key, **kwargs)
-    n, parts = self.num_shards, []
+    kwargs = dict(template=c.template, max_prompt_tokens=c.max_prompt_tokens,
+                  filter_zero=c.rl.filter_zero_advantage, transcript_games=c.transcript_games)
+    n = self.num_shards
+    baselines, per_shard = np.asarray(jax.device_get(state.rae)), c.rl.rae_groups // n
+    folds = {shard: rae.Baselines.start(baselines[shard * per_shard:(shard + 1) * per_shard],
+                                        alpha=c.rl.rae_alpha, enabled=c.rl.rae)
+             for shard in (self.shard_meshes if n > 1 else [0])}
+    if n == 1:
+      r = rollout.collect(runners or self.runners, c.game_quotas, c.games_per_round,
+                          self.sample_fn(state.params, s.temperature, s.top_p),
+                          self.tokenizer, key, advantage_fn=folds[0], **kwargs)
+      return r, folds[0].state()
+    parts = []
     for shard in sorted(self.shard_meshes):
       quotas = [q // n + (shard < q % n) for q in c.game_quotas]
       sample_fn = agents.policy_sample_fn(self.shard_policy(state.params, shard),
                                            **self._sample_kwargs(s.temperature, s.top_p))
-      parts.append(rollout.collect(runners or self.runners, quotas, c.games_per_round // n,
-                                   sample_fn, self.tokenizer, jax.random.fold_in(key, shard),
-                                   **kwargs))
-    return rollout.merge(multihost.concat_shards(multihost.gather_objects(parts)))
+      parts.append((rollout.collect(runners or self.runners, quotas, c.games_per_round // n,
+                                    sample_fn, self.tokenizer, jax.random.fold_in(key, shard),
+                                    advantage_fn=folds[shard], **kwargs),
+                    folds[shard].state()))
+    parts = multihost.concat_shards(multihost.gather_objects(parts))  # in shard order
+    return (rollout.merge([r for r, _ in parts]),
+            np.concatenate([b for _, b in parts]))
 
   def rollout_metrics(self, r: rollout.Rollout) -> dict[str, float]:
     m: dict[str, float] = {"train/games": len(r.games), "train/response_chars": r.response_chars,
-                           "train/played_moves": r.num_played_moves}
+                           "train/played_moves": r.num_played_moves,
+                           "train/kept_moves": r.num_kept_moves}
     for k, game in enumerate(self.games):
       finished = [g for g in r.games if g.kind == k]
       moves = [mv for mv in r.moves if mv.kind == k]
@@ -135,10 +147,8 @@ class Trainer(setup.RunSetup):
     ``games_per_kind`` random games of each kind (rendered and cut as in self-play), so the
     batches of training fit them and the learner compiles once."""
     c = self.cfg
-    # Self-play plays at least one learner move per game, so a kind needs at most this many.
-    games = sum(-(-q // c.games_per_round) * c.games_per_round for q in c.game_quotas)
     return sft.random_game_floor(self.games, self.tokenizer, c.template, c.max_prompt_tokens,
-                                 c.sampling.max_new_tokens, c.seed, games, games_per_kind)
+                                 c.sampling.max_new_tokens, c.seed, games_per_kind)
 
   # ---- the loop ----
   def run(self) -> ts.TrainState:
@@ -187,10 +197,10 @@ class Trainer(setup.RunSetup):
     while int(state.step) < c.num_steps and not stopping:
       t0 = time.perf_counter()
       runners, snapshot = self.league_runners(state) if self.league else (None, None)
-      r = self.collect(state, runners)
+      r, folded = self.collect(state, runners)
       t1 = time.perf_counter()
-      batch = batching.train_batch(r.moves, r.games, c.sampling.max_new_tokens,
-                                   self.tokenizer.pad_id, floor)
+      batch = batching.train_batch(r.moves, c.sampling.max_new_tokens, self.tokenizer.pad_id,
+                                   floor, folded)
       state, learner = train_step(state, batch, *extra)
       learner = jax.device_get(learner)
       t2 = time.perf_counter()
@@ -198,7 +208,7 @@ class Trainer(setup.RunSetup):
       m = self.rollout_metrics(r)
       m.update({f"train/{k}": float(v) for k, v in learner.items()})
       bad_steps = bad_steps + 1 if learner.get("nonfinite", 0) > 0 else 0
-      baselines = np.asarray(state.rae)  # replicated: every process holds it
+      baselines = np.asarray(state.rae).mean(0)  # replicated: every process holds it
       m.update({f"train/rae_baseline/{g.id}/seat{p}": float(baselines[k, p])
                 for k, g in enumerate(self.games) for p in range(2)})
       m.update({"time/rollout_s": t1 - t0, "time/learner_s": t2 - t1})
@@ -207,6 +217,9 @@ class Trainer(setup.RunSetup):
       if c.eval.every and (step % c.eval.every == 0 or step == c.num_steps):
         m.update(self.evaluate(state))
       writer.write(step, m)
+      if multihost.is_chief():
+        transcripts.write(self.paths.transcripts, step,
+                          transcripts.records(r, [g.id for g in self.games]))
       stopping = stop.received is not None  # read once: a later signal stops after the next step
       if step % c.checkpoint.every == 0 or step == c.num_steps or stopping:
         self.checkpointer.save(step, state)

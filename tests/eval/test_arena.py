@@ -107,6 +107,8 @@ def test_per_seat_accounting_is_exact_on_a_hand_checked_case():
   assert table.count("\n| ") == 5 and "| 0 | " in table and "1.000 [" in table
   metrics = mirror.to_metrics()
   assert metrics["eval/TicTacToe-v0/vs_first_free/seat0/win_rate"] == 1.0
+  assert metrics["eval/TicTacToe-v0/vs_first_free/seat0/moves_per_game"] == 7  # as the comment
+  assert metrics["eval/TicTacToe-v0/vs_first_free/moves_per_game"] == mirror.overall.moves_per_game
 
 
 def test_a_text_agent_against_itself_uses_one_sampler_call_per_turn():

@@ -51,9 +51,9 @@ ALWAYS_INVALID = (  # invalid in every state of every game
     f"\\boxed{{[GAME] Player 1 has folded. {MARKER}}}", "\\boxed{[Player 1] [bet]}",
     "\\boxed{[Offer: 10^400 Wood -> 1 Gold]}",
     "\\boxed{[Offer: " + "9" * 5000 + " Wood -> 1 Gold]}",
-    "\\boxed{\\boxed{[4]}}", "\ufffd\ufffd\\boxed{\ufffd}", "}}}{{{\\boxed{[check]",
+    "\\boxed{\\boxed{[4]} x}", "\ufffd\ufffd\\boxed{\ufffd}", "}}}{{{\\boxed{[check]",
     "\\boxed{[Accept] [Deny]}", "\\boxed{[Offer: 3 Wood -> 2 Gold]", "\\boxed{[4]",
-    "\\boxed{" + "a " * 200 + "}")
+    "\\boxed{" + "a " * 200 + "}", "\\boxed{[4]} \\boxed", "\\boxed{ check }", "\\fbox{[4]}")
 
 
 def hostile_text():
@@ -61,9 +61,10 @@ def hostile_text():
   return st.lists(fragment, max_size=10).map("".join)
 
 
-BRACE_FREE = st.lists(st.one_of(
-    st.sampled_from([s for s in INJECTIONS if "{" not in s and "}" not in s]),
-    st.text(st.characters(blacklist_characters="{}"), max_size=12)), max_size=6).map("".join)
+BRACE_FREE = st.lists(st.one_of(  # and free of ``\boxed``, which would be the last box
+    st.sampled_from([s for s in INJECTIONS if not {"{", "}"} & set(s) and "\\boxed" not in s]),
+    st.text(st.characters(blacklist_characters="{}"), max_size=12)), max_size=6).map(
+        "".join).filter(lambda s: "\\boxed" not in s)
 
 
 @functools.cache
@@ -97,12 +98,13 @@ def check_invariants(game, s):
 
 def legal_response(draw, game, action):
   """A response whose move is ``action``: any prefix, the box (maybe spelled loosely), then a
-  suffix without braces, so that box is the last one closed."""
+  suffix without braces or ``\\boxed``, so that box is the last ``\\boxed``."""
   move = game.action_text(action)
   bare = move[1:-1]
-  if " " not in bare and draw(st.booleans()):
-    move = bare  # ``\boxed{4}`` is wrapped as ``[4]``
   pad = st.sampled_from(["", " ", "\n", "\t  "])
+  if " " not in bare and draw(st.booleans()):
+    move = bare  # ``\boxed{4}`` is wrapped as ``[4]`` (``\boxed{ 4 }`` as the invalid ``[ 4 ]``)
+    pad = st.just("")
   return (draw(hostile_text()) + "\\boxed{" + draw(pad) + move + draw(pad) + "}" +
           draw(BRACE_FREE))
 
@@ -157,8 +159,21 @@ def test_render_parse_step_on_hostile_responses_keep_the_rules(game_id, forfeit_
 
 
 def naive_last_boxed(text):
-  """SPIRAL's rule restated slowly: of the closed boxes not inside another closed box, the one
-  that closes last."""
+  """The reference's rule restated slowly: the last ``\\boxed``, if ``{`` follows and closes."""
+  starts = [p for p in range(len(text)) if text.startswith("\\boxed", p)]
+  if not starts or not text.startswith("\\boxed{", starts[-1]):
+    return None
+  depth = 0
+  for q in range(starts[-1] + len("\\boxed"), len(text)):
+    depth += {"{": 1, "}": -1}.get(text[q], 0)
+    if depth == 0:
+      return text[starts[-1] + len("\\boxed{"):q]
+  return None
+
+
+def naive_lenient_last_boxed(text):
+  """The ``lenient`` rule restated slowly: of the closed boxes not inside another closed box, the
+  one that closes last."""
   boxes = []
   for p in range(len(text)):
     if text.startswith("\\boxed{", p):
@@ -180,6 +195,7 @@ def naive_last_boxed(text):
                 max_size=30).map("".join))
 def test_last_boxed_matches_the_rule_on_any_brace_soup(text):
   assert actions.last_boxed(text) == naive_last_boxed(text)
+  assert actions.last_boxed(text, lenient=True) == naive_lenient_last_boxed(text)
 
 
 def test_a_non_string_response_is_a_clear_error():
@@ -195,12 +211,14 @@ LONG = {  # name -> (response of about n characters given a legal move's text, n
     "open_braces": (lambda m, n: "{" * n, False),
     "close_braces": (lambda m, n: "}" * n, False),
     "unclosed_boxes": (lambda m, n: "\\boxed{" * (n // 7), False),
-    "nested_boxes": (lambda m, n: "\\boxed{" * (n // 8) + m + "}" * (n // 8), False),
+    "nested_boxes": (lambda m, n: "\\boxed{" * (n // 8) + m + "}" * (n // 8), True),  # innermost
     "empty_boxes": (lambda m, n: "\\boxed{}" * (n // 8), False),
     "many_boxes_last_legal": (lambda m, n: "\\boxed{[9]} " * (n // 12) + f"\\boxed{{{m}}}", True),
     "truncated_at_the_cap": (lambda m, n: "thinking... " * (n // 12) + "\\boxed{" + m[:3], False),
+    # The last box is left open, so the whole text is the move, as in the reference.
     "truncated_after_a_box": (lambda m, n: f"\\boxed{{{m}}}" + " then" * (n // 5) + "\\boxed{[",
-                              True),
+                              False),
+    "boxes_then_an_open_one": (lambda m, n: f"\\boxed{{{m}}} " * (n // 12) + "\\boxed{", False),
     "injected_game_lines": (lambda m, n: (f"[GAME] Player 0 wins.\n[Player 1] [bet]\n{MARKER}"
                                           * (n // 50)) + f"\\boxed{{{m}}}", True),
     "invalid_utf8": (lambda m, n: (b"\xff\xfe\xc3(\xed\xa0\x80" * (n // 7)).decode(

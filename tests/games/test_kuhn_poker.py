@@ -1,9 +1,10 @@
-"""KuhnPoker-v1: rules and chips, a TextArena differential (round logic, turns, legality, texts,
-outcomes), the equilibrium family's exact value (by enumeration and OpenSpiel), and properties."""
+"""KuhnPoker-v1: rules and chips, a TextArena differential (round logic, turns, legality,
+outcomes), the equilibrium family's exact value (by enumeration and OpenSpiel), and properties.
+The observation texts are checked against the reference run's in
+``tests/reference/test_kuhn_observations.py``."""
 import copy
 import itertools
 import random
-import re
 from fractions import Fraction
 
 import jax
@@ -203,9 +204,7 @@ def test_illegal_moves_forfeit(forfeit, illegal):
   again = game.step(ended, kp.CHECK)  # absorbing
   for x, y in zip(jax.tree.leaves(again), jax.tree.leaves(ended)):
     np.testing.assert_array_equal(x, y)
-  text = game.render(ended, 1)
-  expected = TEXTS[illegal] if 0 <= illegal < 4 else "[invalid]"
-  assert text.endswith(f"\n[Player 0] {expected}")
+  game.render(ended, 1)  # renders (the text: tests/reference/test_kuhn_observations.py)
 
 
 def test_bet_facing_bet_forfeits_with_eval_rewards():
@@ -270,41 +269,6 @@ def _textarena_cards(seed, rounds):
   return cards
 
 
-def _textarena_text(env, seat):
-  """What the LLM observation wrapper shows ``seat`` now (the same path as get_observation)."""
-  pending, env.state.observations[seat] = env.state.observations[seat], []
-  return env.observation(seat, pending)
-
-
-_CARD_LINE = r"\n\[GAME\] ### Starting round \d+ out of \d+ rounds\. Your card is: '[JQK]'"
-
-
-def _normalise_textarena(text, rounds):
-  """Removes TextArena's two listed text bugs: the doubled card line, the phantom last round."""
-  text = re.sub(f"({_CARD_LINE})\\1", r"\1", text)
-  phantom = text.find(f"\n[GAME] ### Starting round {rounds + 1} out of {rounds} rounds.")
-  return text if phantom < 0 else text[:phantom]
-
-
-def _without_chip_numbers(text):
-  """Blanks the round-result numbers, which differ where TextArena's chips do not move."""
-  text = re.sub(r"wins pot of \d+ chips", "wins pot of N chips", text)
-  return re.sub(r"Current scores: Player 0: '-?\d+'; Player 1: '-?\d+'", "Current scores: S", text)
-
-
-def _score_lines(text):
-  scores = re.findall(r"Current scores: Player 0: '(-?\d+)'; Player 1: '(-?\d+)'", text)
-  return [(int(a), int(b)) for a, b in scores]
-
-
-def _assert_same_text(ours, theirs, rounds, chips_differ):
-  assert not re.search(f"({_CARD_LINE})\\1", ours), "we show the card line once"
-  theirs = _normalise_textarena(theirs, rounds)
-  if chips_differ:
-    ours, theirs = _without_chip_numbers(ours), _without_chip_numbers(theirs)
-  assert ours == theirs
-
-
 def _play_differential(rounds, seed):
   """One seeded random game in TextArena and here, checked move by move; returns a summary."""
   game, step, mask = GAMES[rounds], STEPS[rounds], MASKS[rounds]
@@ -314,12 +278,11 @@ def _play_differential(rounds, seed):
   state = game.init_with_cards(np.asarray(cards, np.int32))
   rng = np.random.default_rng(seed)
   probe_at = int(rng.integers(0, 2 * rounds))
-  moves, saw_doubled_card_line = [], False
+  moves = []
   while True:
     s = _host(state)
     assert bool(s.terminated) == env.state.done
     assert int(s.current_seat) == env.state.current_player_id, "whose turn"
-    called = "[call]" in moves
     if env.state.done:
       break
     game_state = env.state.game_state
@@ -330,12 +293,8 @@ def _play_differential(rounds, seed):
     legal = np.flatnonzero(np.asarray(mask(state)))
     assert [TEXTS[a][1:-1] for a in legal] == list(game_state["current_legal_action_tree"])
     seat = int(s.current_seat)
-    player, mover_text = env.get_observation()
+    player, _ = env.get_observation()
     assert player == seat
-    other_text = _textarena_text(env, 1 - seat)
-    saw_doubled_card_line |= bool(re.search(f"({_CARD_LINE})\\1", mover_text + other_text))
-    _assert_same_text(game.render(state, seat), mover_text, rounds, called)
-    _assert_same_text(game.render(state, 1 - seat), other_text, rounds, called)
     if len(moves) == probe_at:  # an illegal move is one in TextArena too (there: a retry)
       illegal = int(rng.choice([a for a in range(4) if a not in legal]))
       probe = copy.deepcopy(env)
@@ -346,13 +305,10 @@ def _play_differential(rounds, seed):
     moves.append(TEXTS[action])
     env.step(TEXTS[action])
     state = step(state, np.int32(action))
-  final = {seat: game.render(state, seat) for seat in (0, 1)}
-  for seat in (0, 1):
-    _assert_same_text(final[seat], _textarena_text(env, seat), rounds, called)
   textarena_rewards, _ = env.close()
   return dict(cards=cards, moves=moves, rewards=np.asarray(state.rewards).tolist(),
               textarena_rewards=[float(textarena_rewards[0]), float(textarena_rewards[1])],
-              final_text=final[0], doubled=saw_doubled_card_line)
+              round_chips=[tuple(c) for c in np.asarray(state.round_chips).tolist()])
 
 
 @pytest.mark.parametrize("rounds,num_games", [(5, 60), (1, 60)])
@@ -360,14 +316,13 @@ def test_differential_against_textarena(rounds, num_games):
   outcome_differs = 0
   for seed in range(num_games):
     game = _play_differential(rounds, seed)
-    assert game["doubled"], "the normalised TextArena bug should show up in every game"
     results, chips = plain_match(game["cards"], game["moves"])
     ta_results, ta_chips = plain_match(game["cards"], game["moves"], chips_move=False)
     assert [r[0] for r in results] == [r[0] for r in ta_results]  # same round winners
     # Ours matches the independent correct count, TextArena the count without moving chips.
     assert game["rewards"] == match_rewards(chips, rounds)
     assert game["textarena_rewards"] == match_rewards(ta_chips, 2)  # TextArena pays +-1 or 0
-    assert _score_lines(game["final_text"]) == [r[2] for r in results]
+    assert game["round_chips"] == [r[2] for r in results]
     if rounds == 1:
       assert np.sign(game["rewards"]).tolist() == game["textarena_rewards"]
     elif "[call]" not in game["moves"]:
@@ -554,7 +509,7 @@ def test_parse_examples():
   assert parse("\\boxed{Check}", opening) == core.INVALID  # case-sensitive
   assert parse("\\boxed{call}", opening) == core.INVALID  # not legal yet
   assert parse("\\boxed{call}", facing) == kp.CALL
-  assert parse("[fold]", facing) == core.INVALID  # no box
+  assert parse("[fold]", facing) == kp.FOLD  # no box: the whole text (SPIRAL.md section 6)
   assert parse("\\boxed{fold}", _STATES["over"]) == core.INVALID
 
 

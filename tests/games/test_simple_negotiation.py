@@ -1,25 +1,22 @@
 """SimpleNegotiation-v1: rules, a differential test against TextArena's engine, parsing, players.
 
-The differential reference is TextArena 0.7.4's ``SimpleNegotiationEnv`` set up as the SPIRAL
-reference's v1 did (two resources, 10 Wood and 10 Gold each, fixed values), with invalid moves
-ending the game and SPIRAL's legal-action rule on top (``[Accept]`` with no offer pending is not a
-legal action there). Wording that differs on purpose (ours is the reference v1 env's):
-- prompt: the reference v1 text (``talk to your opponent or make a trade offer``, the ``[Offer]`` /
-  ``Format:`` / ``Example:`` lines, ``YOU CAN INCLUDE ADDITIONAL TEXT ...``, a closing newline);
-  the resource lines themselves are TextArena's and compared verbatim;
-- 0.7.4's ``Player k rejected the trade offer.`` is, in v1,
-  ``Player k denied the trade offer from Player j.`` after ``[Deny]`` and, before a counter-offer,
-  ``Player k implicitly denied the previous offer by making a counter-offer.``;
-- 0.7.4's ``Player k made no new trade offer.`` after every non-offer move is not printed;
-- rules, not wording: 0.7.4 leaves a denied offer on the table (its maker could then accept it
-  himself); the reference v1 and we clear it, and so does the test env;
+The observation text is the reference run's (spiral-rl 0.2.0's v1 env on TextArena 0.6.4 behind
+``LLMObservationWrapper``), compared byte for byte in ``tests/reference/test_observations.py``;
+the tests here on our text are checks of that wording.
+
+The rules differential's reference is TextArena 0.7.4's ``SimpleNegotiationEnv`` set up as the
+SPIRAL reference's v1 did (two resources, 10 Wood and 10 Gold each, fixed values), with invalid
+moves ending the game and SPIRAL's legal-action rule on top (``[Accept]`` with no offer pending is
+not a legal action there). It compares inventories, endings and rewards move for move, where 0.7.4
+differs on purpose:
+- 0.7.4 leaves a denied offer on the table (its maker could then accept it himself); the reference
+  v1 and we clear it, and so does the test env;
 - 0.7.4 with max_turns=10 plays 11 actions (it checks the limit before counting the move); the
   reference v1 and we play 10, so the test env's limit is lowered by one after its prompt is made;
 - 0.7.4 parses offers more loosely (``findall``: ``[Offer 3 Wood -> 2 Gold]`` or
   ``3 Wood please``) and does not read ``Golds``; we parse as the reference v1 does.
 """
 import collections
-import re
 
 import hypothesis.strategies as st
 import jax
@@ -269,13 +266,14 @@ def test_offer_parsing_follows_the_reference_v1(move, terms):
 @pytest.mark.parametrize("response,action", [
     (r"\boxed{Accept}", sn.ACCEPT),
     (r"\boxed{[Accept]}", sn.ACCEPT),
-    (r"\boxed{  Deny }", sn.DENY),
+    (r"\boxed{  Deny }", core.INVALID),  # wrapped as "[ Deny ]": inner spaces survive
     (r"\boxed{[Accept]} then \boxed{[Deny]}", sn.DENY),
     (r"\boxed{[Offer:  1 Wood ->   2   Gold]}", sn.offer_action(1, 0, 0, 2)),
     (r"\boxed{accept}", core.INVALID),  # exact and case-sensitive (SPIRAL)
     (r"\boxed{I accept. [Accept]}", core.INVALID),
     (r"\boxed{Offer: 1 Wood -> 2 Gold}", core.INVALID),  # six words: not wrapped, no brackets
-    ("[Accept]", core.INVALID),  # no box
+    ("[Accept]", sn.ACCEPT),  # no box: the whole text is the move
+    ("I accept. [Accept]", core.INVALID),
 ])
 def test_parse_applies_spiral_extraction(response, action):
   state = _play([sn.offer_action(2, 0, 0, 1)])
@@ -303,7 +301,6 @@ class _ReferenceV1Env(SimpleNegotiationEnv):
       value = self._calculate_player_inventory_value(seat, game_state)
       game_state["inventory_value"][seat] = {"initial": value, "current": value, "change": 0}
     self.state.reset(game_state=game_state, player_prompt_function=self._prompt)
-    self.prompts = {seat: self.state.observations[seat][0][1] for seat in (0, 1)}  # as sent
     self.state.max_turns = self.max_turns - 1  # 0.7.4 would play 11 actions; v1 plays 10
 
   def _check_and_execute_existing_offer(self, player_id, action):
@@ -312,26 +309,6 @@ class _ReferenceV1Env(SimpleNegotiationEnv):
     offer = self.state.game_state["current_offer"]
     if offer is not None and offer["to_player"] == player_id and not self.state.done:
       self.state.game_state["current_offer"] = None
-
-
-def _in_reference_v1_wording(ta_text, seat, ta_prompt):
-  """TextArena 0.7.4's LLM observation, reworded as listed in the module docstring."""
-  head = f"\n[GAME] {ta_prompt}"
-  assert ta_text.startswith(head)
-  lines = ta_text[len(head):].split("\n")[1:]
-  out = []
-  for i, line in enumerate(lines):
-    rejected = re.fullmatch(r"\[GAME\] Player (\d) rejected the trade offer\.", line)
-    if rejected:
-      k = int(rejected.group(1))
-      countered = i + 1 < len(lines) and lines[i + 1].startswith(
-          f"[GAME] Player {k} made the following offer")
-      line = (f"[GAME] Player {k} implicitly denied the previous offer by making a counter-offer."
-              if countered else f"[GAME] Player {k} denied the trade offer from Player {1 - k}.")
-    elif re.fullmatch(r"\[GAME\] Player \d made no new trade offer\.", line):
-      continue
-    out.append(line)
-  return f"\n[GAME] {sn._prompt(seat)}" + "".join(f"\n{line}" for line in out)
 
 
 def _reference_move(rng, state):
@@ -365,10 +342,8 @@ def test_games_match_textarena_move_for_move(first_seed):
     env.reset(num_players=2, seed=seed)
     state = EVAL_GAME.init(jax.random.key(seed))
     while True:
-      seat, observation = env.get_observation()
+      seat, _ = env.get_observation()
       assert seat == int(state.current_seat)
-      expected = _in_reference_v1_wording(observation, seat, env.env.prompts[seat])
-      assert expected == GAME.render(state, seat), seed
       move = _reference_move(rng, state)
       pending = env.state.game_state["current_offer"] is not None
       if move == "[Accept]" and not pending:
@@ -392,17 +367,6 @@ def test_games_match_textarena_move_for_move(first_seed):
           endings["unpaid offer"] += 1
         break
   assert len(endings) == 5 and min(endings.values()) >= 3, endings  # every ending was exercised
-
-
-def test_textarena_prompt_lines_appear_verbatim_in_ours():
-  env = _ReferenceV1Env()
-  env.reset()
-  for seat in (0, 1):
-    ta_prompt = env.prompts[seat]
-    ours = sn._prompt(seat)
-    for line in ta_prompt.split("\n")[:5]:  # who you are, the task, the resource lines
-      assert f"{line}\n" in ours, line
-    assert ta_prompt.split("\n")[-1] in ours
 
 
 _QUANTITY = st.integers(0, 9)

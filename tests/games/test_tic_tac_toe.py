@@ -1,5 +1,10 @@
-"""TicTacToe-v0: rules, TextArena differential (outcomes and observation text), random-play
-statistics, the minimax expert against a plain-Python negamax, and parse/board properties."""
+"""TicTacToe-v0: rules, a TextArena 0.7.4 differential of the outcomes, random-play statistics,
+the minimax expert against a plain-Python negamax, and parse/board properties.
+
+The observation text is the reference run's (TextArena 0.6.4 behind
+``FirstLastObservationWrapper``), compared byte for byte in
+``tests/reference/test_observations.py``; 0.7.4's rules are the same, so this file still plays
+every game against it for the outcomes."""
 import functools
 import itertools
 
@@ -126,7 +131,7 @@ def test_stepping_after_the_end_is_a_no_op():
       _assert_trees_equal(STEP(end, move), end)
 
 
-# ---------------------------------------------------------------- differential vs TextArena
+# ---------------------------------------------------------------- differential vs TextArena 0.7.4
 NUM_DIFF_GAMES = 300
 ILLEGAL_RATE = 0.06
 
@@ -144,16 +149,10 @@ def _random_moves(rng):
 
 
 def _ta_text(move):
-  return ttt.INVALID_TEXT if move == core.INVALID else f"[{move}]"
+  return "[invalid]" if move == core.INVALID else f"[{move}]"
 
 
-def _ta_observation(env, seat):
-  """What ``env.get_observation()`` would give ``seat`` now, for either seat (same draining)."""
-  pending, env.state.observations[seat] = env.state.observations[seat], []
-  return env.observation(seat, pending)
-
-
-def test_matches_textarena_outcomes_and_observations():
+def test_matches_textarena_outcomes():
   rng = np.random.default_rng(0)
   moves = np.array([_random_moves(rng) for _ in range(NUM_DIFF_GAMES)], np.int32)
   state = jax.vmap(GAME.init)(jax.random.split(jax.random.key(0), NUM_DIFF_GAMES))
@@ -170,17 +169,13 @@ def test_matches_textarena_outcomes_and_observations():
     while not done:
       ours = _unbatch(trajectory[t], game_index)
       assert not bool(ours.terminated)
-      seat, observation = env.get_observation()
+      seat, _ = env.get_observation()
       assert seat == int(ours.current_seat)
-      assert GAME.render(ours, seat) == observation, (game_index, t, seat)
-      assert GAME.render(ours, 1 - seat) == _ta_observation(env, 1 - seat), (game_index, t)
       done, _ = env.step(_ta_text(int(moves[game_index, t])))
       t += 1
       assert bool(trajectory[t].terminated[game_index]) == done, (game_index, t)
     end = _unbatch(trajectory[9], game_index)
     _assert_trees_equal(end, _unbatch(trajectory[t], game_index))  # absorbing afterwards
-    for seat in (0, 1):
-      assert GAME.render(end, seat) == _ta_observation(env, seat), (game_index, "end", seat)
     ta_rewards, ta_info = env.close()
     ta_rewards = np.array([ta_rewards[0], ta_rewards[1]], np.float32)
     offender = int(end.forfeited_by)
@@ -337,10 +332,11 @@ def test_parse_examples():
   start, after_centre = _play([4])
   assert GAME.parse("I take the centre. \\boxed{4}", start) == 4
   assert GAME.parse("\\boxed{[4]}", start) == 4
-  assert GAME.parse("\\boxed{  4 }", start) == 4            # whitespace collapsed, then wrapped
+  assert GAME.parse("\\boxed{  4 }", start) == core.INVALID  # wrapped as "[ 4 ]": inner spaces
   assert GAME.parse("\\boxed{[3]} no wait \\boxed{5}", start) == 5  # the last box counts
   assert GAME.parse("\\boxed{[ 4 ]}", start) == core.INVALID  # exact match only
-  assert GAME.parse("[4]", start) == core.INVALID             # no box
+  assert GAME.parse("[4]", start) == 4                        # no box: the whole text
+  assert GAME.parse("I pick [4]", start) == core.INVALID      # ... which must be the move
   assert GAME.parse("\\boxed{9}", start) == core.INVALID
   assert GAME.parse("\\boxed{4}", after_centre) == core.INVALID  # occupied
   assert GAME.parse("\\boxed{0}", after_centre) == 0

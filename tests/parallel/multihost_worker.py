@@ -34,13 +34,14 @@ def main(process_id: int, num_processes: int, port: int, devices: int, workdir: 
 
   class RecordingTrainer(Trainer):
     def collect(self, state, runners=None):
-      r = super().collect(state, runners)
+      r, baselines = super().collect(state, runners)
       rollouts.append(r)
-      return r
+      return r, baselines
 
   c = tiny_config.get_config()
   c.num_steps = 3
   c.rollout_shards = 2
+  c.rl.rae_groups = 2  # each shard folds its own baselines
   c.eval.every = eval_every
   c.eval.games = 8
   state = RecordingTrainer(config_lib.from_config_dict(c), workdir, progress=False).run()
@@ -50,8 +51,8 @@ def main(process_id: int, num_processes: int, port: int, devices: int, workdir: 
   for step, r in enumerate(rollouts, 1):
     saved[f"step{step}_games"] = np.array([[g.kind, g.forfeited_by, g.num_moves] for g in r.games])
     saved[f"step{step}_returns"] = np.stack([g.returns for g in r.games])
-    saved[f"step{step}_moves"] = np.array([[m.kind, m.seat, m.game, m.truncated, m.invalid]
-                                           for m in r.moves])
+    saved[f"step{step}_moves"] = np.array([[m.kind, m.seat, m.game, m.truncated, m.invalid,
+                                            m.advantage] for m in r.moves])
     saved[f"step{step}_tokens"] = np.concatenate(  # each move: prompt length, prompt, response...
         [[len(m.prompt_ids), *m.prompt_ids, len(m.response_ids), *m.response_ids]
          for m in r.moves])

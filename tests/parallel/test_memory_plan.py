@@ -101,9 +101,8 @@ def test_train_step_within_15_percent_of_xla(batch_size, epochs):
   batch = ts.TrainBatch(  # the plan's worst case: no shared prompt prefix
       prefix=s((1, 0), jnp.int32), prefix_mask=s((1, 0), bool), row_prefix=s((rows,), jnp.int32),
       tokens=s((rows, length), jnp.int32), input_mask=s((rows, length), bool),
-      loss_mask=s((rows, length), jnp.float32), sample_game=s((rows,), jnp.int32),
-      sample_seat=s((rows,), jnp.int32), sample_valid=s((rows,), bool),
-      game_kind=s((8,), jnp.int32), game_returns=s((8, 2), jnp.float32), game_valid=s((8,), bool))
+      loss_mask=s((rows, length), jnp.float32), advantage=s((rows,), jnp.float32),
+      sample_valid=s((rows,), bool), baselines=s((1, 1, 2), jnp.float32))
   xla = _peak(fn.lower(state, batch).compile(FAST))
   planned = dict(memory.learner_step_bytes(model, work, cfg.mesh_shape, "cpu"))
   _close(sum(planned.values()), xla)
@@ -195,7 +194,7 @@ def test_cli_prints_the_paper_plan_without_weights():
       env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=120, check=False)
   out = run.stdout
   assert "8 devices x 95.0 GiB" in out and "mesh: data=1 fsdp=8 tensor=1" in out, out + run.stderr
-  for row in ("parameters", "optimizer state", "gradients", "KV cache (64 rows x 8192 slots",
+  for row in ("parameters", "optimizer state", "gradients", "KV cache (16 rows x 8192 slots",
               "activations (16 rows x 8192 tokens)", "sampler plan"):
     assert row in out, row
   assert run.returncode == (0 if "verdict: fits" in out else 1)

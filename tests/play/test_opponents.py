@@ -7,6 +7,7 @@ import pytest
 from spiral_jax import metrics as metrics_lib
 from spiral_jax.play import opponents, rollout
 from spiral_jax.run.trainer import Trainer
+from tests.rl.test_rae import python_fold
 from tests.run.test_trainer import tiny_config
 
 
@@ -62,10 +63,14 @@ def test_training_against_a_frozen_checkpoint(trained, tmp_path):
   agent = trainer.runners[0].opponent
   assert isinstance(agent, rollout.TextAgent) and agent.name.endswith("@2")
   state = trainer.initial_state()
-  r = trainer.collect(state)
+  r, baselines = trainer.collect(state)
   assert len(r.moves) == 8
   for move in r.moves:  # only the learner's seat of each game trains
     assert r.games[move.game].learner_seats == (move.seat,)
+  _, want = python_fold(r.games)  # over the learner's seats only
+  want = np.array([[want.get((0, k, p), 0.0) for p in range(2)]
+                   for k in range(len(trainer.games))])
+  np.testing.assert_array_equal(baselines[0], want.astype(np.float32))
   assert trainer.run().step == 1
 
 

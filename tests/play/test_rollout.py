@@ -76,8 +76,8 @@ def test_collect_draws_exactly_the_quotas_without_replacement_across_kinds():
   assert out.num_played_moves >= 40
   for m in out.moves:  # every drawn move belongs to a finished game of its own kind
     assert out.games[m.game].kind == m.kind
-  batch = batching.train_batch(out.moves, out.games, response_len=32, pad_id=0)
-  assert batch.tokens.shape[0] == 40 and int(batch.game_valid.sum()) == len(out.games)
+  batch = batching.train_batch(out.moves, response_len=32, pad_id=0)
+  assert batch.tokens.shape[0] == 40 and batch.advantage.shape == (40,)
   # Each row's loss mask covers exactly its response.
   np.testing.assert_array_equal(batch.loss_mask.sum(1),
                                 [min(len(m.response_ids), 32) for m in out.moves])

@@ -28,7 +28,7 @@ def _moves(key, n=6):
 def test_prefix_logprobs_and_gradients_equal_the_full_sequence():
   graphdef, params = transformer.create(CONFIG, jax.random.key(0))
   moves = _moves(jax.random.key(1))
-  batch = batching.train_batch(moves, [], response_len=4, pad_id=0)
+  batch = batching.train_batch(moves, response_len=4, pad_id=0)
   # Two groups (one per seat token), each prefix 46 tokens, left-padded to 64.
   assert batch.prefix.shape == (2, 64) and batch.prefix_mask.sum(-1).tolist() == [46, 46]
   np.testing.assert_array_equal(batch.row_prefix, [0, 1, 0, 1, 0, 1])
@@ -70,7 +70,7 @@ def test_prefix_logprobs_and_gradients_equal_the_full_sequence():
 
 def test_common_prefix_keeps_a_prompt_token_in_every_row():
   same = [rollout.Move(list(range(3, 40)), [5, 6], 0, 0, 0, False, False) for _ in range(3)]
-  batch = batching.train_batch(same, [], response_len=2, pad_id=0)
+  batch = batching.train_batch(same, response_len=2, pad_id=0)
   assert batch.prefix_mask.sum() == 36  # one prompt token stays with every row
   assert batch.loss_mask[:, 0].sum() == 0 and batch.loss_mask.sum() == 6
 
@@ -95,7 +95,7 @@ def test_two_d_head_equals_log_softmax_and_entropy_has_no_gradient():
   np.testing.assert_allclose(grad_new(logits), grad_old(logits), rtol=1e-5, atol=1e-6)
 
   graphdef, params = transformer.create(CONFIG, jax.random.key(0))
-  batch = batching.train_batch(_moves(jax.random.key(1)), [], response_len=4, pad_id=0)
+  batch = batching.train_batch(_moves(jax.random.key(1)), response_len=4, pad_id=0)
   args = [jnp.asarray(x) for x in (batch.prefix, batch.prefix_mask, batch.row_prefix,
                                    batch.tokens, batch.input_mask)]
   fn = logprobs.make_logprob_fn(graphdef)

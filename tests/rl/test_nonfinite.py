@@ -27,10 +27,9 @@ def nan_row_params():
 
 
 def clean_batch(seed):
-  """``make_batch`` without the POISON token, and with every game's returns non-zero."""
+  """``make_batch`` (no zero advantages) without the POISON token."""
   batch = make_batch(jax.random.key(seed))
-  return batch.replace(tokens=batch.tokens % POISON,
-                       game_returns=jnp.where(batch.game_returns == 0, 1.0, batch.game_returns))
+  return batch.replace(tokens=batch.tokens % POISON)
 
 
 def poison_row(batch, row=0):
@@ -97,22 +96,21 @@ def test_nan_logprobs_in_one_row_skip_every_update_and_leave_the_state(num_micro
 
 
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
-def test_non_finite_returns_never_reach_the_baselines(bad):
+def test_non_finite_baselines_never_reach_the_state(bad):
   state, step = make()
   state = warm(state, step)
   before = jax.device_get(state)
   batch = clean_batch(3)
-  after, m = step(state, batch.replace(game_returns=batch.game_returns.at[1, 0].set(bad)))
+  after, m = step(state, batch.replace(baselines=batch.baselines.at[0, 0, 1].set(bad)))
   assert int(m["nonfinite"]) == 2
   assert np.isfinite(np.asarray(after.rae)).all()
   assert_untouched(before, after)
 
 
-def test_non_finite_returns_of_a_game_without_samples_still_skip_the_step():
+def test_a_non_finite_advantage_skips_the_step():
   state, step = make()
   batch = clean_batch(4)
-  batch = batch.replace(sample_game=jnp.minimum(batch.sample_game, 2),  # game 3: no samples
-                        game_returns=batch.game_returns.at[3].set(jnp.inf))
+  batch = batch.replace(advantage=batch.advantage.at[2].set(jnp.inf))
   after, m = step(state, batch)
   assert int(m["nonfinite"]) == 2
   assert_untouched(jax.device_get(state), after)
@@ -222,8 +220,8 @@ def test_sharded_transformer_step_skips_nan_returns():
                                 mesh_lib.TRAIN_RULES)
 
   def nan_return(batch):
-    returns = np.array(batch.game_returns)
-    returns[0, 1] = np.nan
-    return batch.replace(game_returns=returns)
+    baselines = np.array(batch.baselines)
+    baselines[0, 0, 1] = np.nan
+    return batch.replace(baselines=baselines)
 
   _check_sharded_skip(fn, state, [sharded_batch(s) for s in (1, 2, 3)], nan_return)

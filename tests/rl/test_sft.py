@@ -111,7 +111,7 @@ def test_kuhn_cards_are_one_token_after_a_unique_marker_and_one_piece_with_the_a
   tok = setup.build_tokenizer(cfg, str(tmp_path))
   box = tok.encode(tokenizer_lib.ANSWER_BOX_TOKEN.replace("\u2581", " "))
   assert len(box) == 1, [tok.decode([i]) for i in box]  # the other games' answers keep it
-  marker = tok.encode(" is: '")
+  marker = tok.encode(" card is: ")
   assert len(marker) == 1, [tok.decode([i]) for i in marker]
   game = sj.games.make("KuhnPoker-v1", rounds=1)
   for key, info in kuhn_policy.kuhn_infosets(game).items():

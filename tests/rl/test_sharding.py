@@ -20,12 +20,12 @@ CONFIG = model_config.ModelConfig(vocab_size=64, d_model=32, num_layers=2, num_h
 def _batch(seed):
   rng = np.random.default_rng(seed)
   shared = rng.integers(3, 64, 40).tolist()
+  advantages = [1, -1, -1, 1, 0.95, -0.05, -1.5, 0.5]
   moves = [rollout.Move(shared[:3] + [1 + i % 2] + shared + rng.integers(3, 64, 3).tolist(),
                         rng.integers(3, 64, rng.integers(1, 5)).tolist(), 0, i % 2, i // 2,
-                        False, False) for i in range(16)]
-  games = [rollout.FinishedGame(0, np.array(r, np.float32), -1, 2, (0, 1))
-           for r in ([1, -1], [-1, 1], [0, 0], [-1.5, 0.5]) * 2]
-  return batching.train_batch(moves, games, response_len=4, pad_id=0)
+                        False, False, advantage=advantages[i % 8]) for i in range(16)]
+  return batching.train_batch(moves, response_len=4, pad_id=0,
+                              baselines=rng.uniform(-1, 1, (1, 1, 2)))
 
 
 def _two_steps(mesh, num_micro_batches):

@@ -35,16 +35,16 @@ def _population(rng, n=60):
 def test_batches_drawn_from_the_floors_prompts_keep_its_shapes():
   rng = np.random.default_rng(0)
   population = _population(rng)
-  floor = batching.floor_for(population, response_len=8, max_games=16)
+  floor = batching.floor_for(population, response_len=8)
   want = copy.deepcopy(floor)
   for _ in range(30):
     # Any draw, including ones that share more of their prompts than the whole population.
     size = int(rng.choice([2, 8]))
     drawn = [population[i] for i in rng.choice(len(population), size, replace=False)]
-    batch = batching.train_batch(drawn, [], response_len=8, pad_id=0, floor=floor)
+    batch = batching.train_batch(drawn, response_len=8, pad_id=0, floor=floor)
     assert floor == want
     assert batch.prefix.shape == (want.groups, want.prefix)
-    assert batch.tokens.shape == (size, want.length) and batch.game_kind.shape == (want.games,)
+    assert batch.tokens.shape == (size, want.length)
     for i, m in enumerate(drawn):  # every row still holds its whole prompt and response
       g = batch.row_prefix[i]
       prefix = batch.prefix[g][batch.prefix_mask[g]].tolist()
@@ -56,14 +56,14 @@ def test_batches_drawn_from_the_floors_prompts_keep_its_shapes():
 def test_unseen_prompts_extend_the_floor():
   rng = np.random.default_rng(1)
   population = _population(rng)
-  floor = batching.floor_for(population, response_len=8, max_games=16)
+  floor = batching.floor_for(population, response_len=8)
   before = copy.deepcopy(floor)
   longest = max(population, key=lambda m: len(m.prompt_ids))
   longer = rollout.Move(longest.prompt_ids + [5] * 40, [6], 0, 0, 0, False, False)
-  batching.train_batch([longer, population[0]], [], response_len=8, pad_id=0, floor=floor)
+  batching.train_batch([longer, population[0]], response_len=8, pad_id=0, floor=floor)
   assert floor.length > before.length and floor.prefixes == before.prefixes
   stranger = rollout.Move([2] * 50, [6], 0, 0, 0, False, False)  # shares no prefix
-  batch = batching.train_batch([stranger, population[0]], [], response_len=8, pad_id=0,
+  batch = batching.train_batch([stranger, population[0]], response_len=8, pad_id=0,
                                floor=floor)
   assert floor.prefixes[:-1] == before.prefixes and floor.prefixes[-1] == [2] * 49
   assert batch.row_prefix[0] == len(before.prefixes)
@@ -97,7 +97,7 @@ def _joined(layout, i):
 def test_sampler_prompts_that_fit_the_prefix_table_keep_its_shapes():
   rng = np.random.default_rng(2)
   population = _population(rng)
-  floor = batching.floor_for(population, response_len=8, max_games=16)
+  floor = batching.floor_for(population, response_len=8)
   table = batching.prefix_table(floor, response_len=8)
   assert table.groups == floor.groups and table.prefix_len == floor.prefix
   assert table.tail_len == floor.length - 8

@@ -1,11 +1,12 @@
-"""The learner on a toy bigram policy: exact first-epoch ratio, micro-batching, RAE in the state."""
+"""The learner on a toy bigram policy: exact first-epoch ratio, micro-batching, the RAE fold's
+baselines taken into the state."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from spiral_jax.rl import losses, rae, train_step as ts
+from spiral_jax.rl import losses, train_step as ts
 
 V = 7
 
@@ -21,18 +22,17 @@ def bigram_logprobs(params, prefix, prefix_mask, row_prefix, tokens, input_mask)
           jnp.concatenate([pad, entropy], 1) * input_mask)
 
 
-def make_batch(key, b=8, length=6, g=4):
-  k1, k2, k3, k4 = jax.random.split(key, 4)
+def make_batch(key, b=8, length=6):
+  k1, k2, k3 = jax.random.split(key, 3)
   tokens = jax.random.randint(k1, (b, length), 0, V)
   loss_mask = jnp.zeros((b, length)).at[:, 3:].set(1.0)
   return ts.TrainBatch(
       prefix=jnp.zeros((1, 0), jnp.int32), prefix_mask=jnp.zeros((1, 0), bool),
-      row_prefix=jnp.zeros((b,), jnp.int32), tokens=tokens, input_mask=jnp.ones((b, length), bool), loss_mask=loss_mask,
-      sample_game=jax.random.randint(k2, (b,), 0, g), sample_seat=jax.random.randint(k3, (b,), 0, 2),
+      row_prefix=jnp.zeros((b,), jnp.int32), tokens=tokens,
+      input_mask=jnp.ones((b, length), bool), loss_mask=loss_mask,
+      advantage=jax.random.choice(k2, jnp.array([-1.0, 0.95, 1.0, -1.5, 0.5]), (b,)),
       sample_valid=jnp.ones((b,), bool).at[-1].set(False),
-      game_kind=jnp.zeros((g,), jnp.int32),
-      game_returns=jax.random.choice(k4, jnp.array([-1.0, 0.0, 1.0, -1.5, 0.5]), (g, 2)),
-      game_valid=jnp.ones((g,), bool))
+      baselines=jax.random.uniform(k3, (1, 1, 2), minval=-1, maxval=1))
 
 
 def make(num_micro_batches=1, epochs=2, name="ppo_clip"):
@@ -53,15 +53,16 @@ def test_first_epoch_ratio_is_exactly_one_and_the_second_moves():
   assert not np.allclose(new.params["w"], state.params["w"])
 
 
-def test_advantages_come_from_rae_and_baselines_update():
+def test_the_batch_advantages_train_and_its_baselines_become_the_state():
   state, step = make()
-  batch = make_batch(jax.random.key(2))
+  batch = make_batch(jax.random.key(2)).replace(
+      advantage=jnp.array([-1.0, 0.5, 1.0, -1.5, 0.25, 1.0, -0.5, jnp.nan]))  # last row: padding
   new, m = step(state, batch)
-  adv, want_b = rae.advantages(state.rae, batch.game_kind, batch.game_returns, batch.game_valid)
-  np.testing.assert_allclose(new.rae, want_b, rtol=1e-6)
-  sample_adv = np.asarray(adv[batch.sample_game, batch.sample_seat])
-  kept = np.asarray(batch.sample_valid) & (sample_adv != 0)
-  assert float(m["kept_samples"]) == kept.sum()
+  np.testing.assert_array_equal(new.rae, batch.baselines)
+  assert float(m["kept_samples"]) == 7 and int(m["nonfinite"]) == 0  # padding's NaN is ignored
+  assert float(m["advantage_min"]) == -1.5 and float(m["advantage_max"]) == 1.0
+  assert float(m["log_ratio_min"]) <= 0 <= float(m["log_ratio_max"])
+  assert float(m["log_ratio_min"]) < float(m["log_ratio_max"])  # the second epoch moved
 
 
 def test_micro_batches_equal_the_full_batch():
@@ -76,9 +77,8 @@ def test_micro_batches_equal_the_full_batch():
 
 def test_zero_advantage_samples_give_no_gradient():
   state, step = make(epochs=1, name="reinforce")
-  batch = make_batch(jax.random.key(4)).replace(game_returns=jnp.zeros((4, 2)))
+  batch = make_batch(jax.random.key(4)).replace(advantage=jnp.zeros((8,)))
   new, m = step(state, batch)
-  assert float(m["kept_samples"]) == 0.0
   np.testing.assert_array_equal(new.params["w"], state.params["w"])
 
 

@@ -52,6 +52,34 @@ def test_resume_is_exact(tmp_path):
   assert kept == [0, 5, 6]
   with open(tmp_path / "straight" / "config.json") as f:
     assert json.load(f)["num_steps"] == 6
+  for name in ("train/kept_moves", "train/advantage_min", "train/advantage_max",
+               "train/log_ratio_min", "train/log_ratio_max"):
+    assert name in row, name
+  assert row["train/advantage_min"] <= row["train/advantage_max"]
+  assert row["train/kept_samples"] == cfg_batch_size()  # filtered before the draw: never fewer
+  _check_transcripts(tmp_path / "straight", steps=6)
+
+
+def cfg_batch_size():
+  return tiny_config().batch_size
+
+
+def _check_transcripts(workdir, steps):
+  """Every step wrote its first round's first games whole: in self-play every move is there,
+  in order, each with the observation its seat saw and the response it gave."""
+  folder = workdir / "transcripts"
+  assert sorted(os.listdir(folder)) == sorted(f"step_{s:06d}.{ext}" for s in range(1, steps + 1)
+                                              for ext in ("jsonl", "md"))
+  with open(folder / "step_000001.jsonl") as f:
+    games = [json.loads(line) for line in f]
+  assert len(games) == tiny_config().transcript_games
+  for g in games:
+    assert g["game"] == "KuhnPoker-v1" and g["learner_seats"] == [0, 1]
+    assert len(g["moves"]) == g["num_moves"] > 0
+    assert all(m["observation"] and isinstance(m["response"], str) for m in g["moves"])
+    assert all(isinstance(m["advantage"], float) for m in g["moves"])  # scored by RAE
+  page = (folder / "step_000001.md").read_text()
+  assert page.startswith("# Step 1: 2 games") and games[0]["moves"][0]["observation"] in page
 
 
 def test_evaluation_writes_win_rates_and_exact_exploitability(tmp_path):
@@ -75,7 +103,7 @@ def test_the_run_stops_after_k_nonfinite_steps_in_a_row(tmp_path):
   clean = trainer.train_step
 
   def poisoned(state, batch, *reference):
-    return clean(state, batch.replace(game_returns=batch.game_returns * np.nan), *reference)
+    return clean(state, batch.replace(baselines=batch.baselines * np.nan), *reference)
 
   trainer.train_step = poisoned
   with pytest.raises(FloatingPointError, match="2 policy steps in a row"):
