@@ -337,7 +337,8 @@ def legal_moves_in(observation):
   in SimpleNegotiation)."""
   for header in ("Available Moves:", "Your available actions are:"):
     if header in observation:
-      return re.findall(r"'(\[[^\]]+\])'", observation.rsplit(header, 1)[1].split("\n")[0])
+      # TicTacToe quotes its moves ('[4]'), Kuhn does not ([check]), as in the reference
+      return re.findall(r"\[[^\]]+\]", observation.rsplit(header, 1)[1].split("\n")[0])
   return ["[Deny]"]
 
 
