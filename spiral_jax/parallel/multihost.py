@@ -10,12 +10,12 @@ places each process's rows on its own devices with ``jax.make_array_from_process
 
   multihost.initialize(coordinator_address="10.0.0.1:1234", num_processes=2, process_id=0)
   for shard in multihost.local_shards(num_shards): ...
-  everything = multihost.gather_objects(my_shard_results)   # [shard results of each process]
+  everything = multihost.gather_json(my_shard_results)   # [shard results of each process]
 """
 from __future__ import annotations
 
+import json
 import os
-import pickle
 from typing import Any, Sequence
 
 import jax
@@ -96,16 +96,36 @@ def local_shards(num_shards: int) -> list[int]:
   return local
 
 
-def gather_objects(obj: Any) -> list[Any]:
-  """Every process's ``obj`` (any picklable host value), in process order, on every process."""
+def _plain(x: Any) -> Any:
+  """JSON for NumPy values: scalars as numbers, arrays as nested lists (exact: a float32 is
+  exactly a float64, and ``repr`` round-trips a float64)."""
+  if isinstance(x, (np.generic, np.ndarray)):
+    return x.tolist()
+  raise TypeError(f"gather_json: {type(x).__name__} is not JSON data; convert it first")
+
+
+def gather_json(value: Any) -> list[Any]:
+  """Every process's ``value`` (JSON data: dicts, lists, strings, numbers, NumPy values), in
+  process order, on every process, as JSON decodes it (one process: ``[value]`` untouched).
+  JSON rather than pickle: a peer's bytes are decoded as data, never as code."""
   if jax.process_count() == 1:
-    return [obj]
-  data = np.frombuffer(pickle.dumps(obj), np.uint8)
+    return [value]
+  data = to_bytes(value)
   sizes = multihost_utils.process_allgather(np.array([data.size], np.int64)).reshape(-1)
   padded = np.zeros(int(sizes.max()), np.uint8)
   padded[:data.size] = data
   everything = multihost_utils.process_allgather(padded).reshape(len(sizes), -1)
-  return [pickle.loads(row[:n].tobytes()) for row, n in zip(everything, sizes)]
+  return [from_bytes(row[:n]) for row, n in zip(everything, sizes)]
+
+
+def to_bytes(value: Any) -> np.ndarray:
+  """``value`` as u8[n] of UTF-8 JSON (what ``gather_json`` sends); NaN and infinities included."""
+  return np.frombuffer(json.dumps(value, default=_plain).encode(), np.uint8)
+
+
+def from_bytes(data: np.ndarray) -> Any:
+  """The JSON data of ``to_bytes``."""
+  return json.loads(np.asarray(data, np.uint8).tobytes())
 
 
 def put(host: np.ndarray, sharding: NamedSharding) -> jax.Array:

@@ -232,7 +232,7 @@ def play_round(runners: Sequence[GameRunner], counts: Sequence[int], sample_fn: 
       for (k, row, seat, is_learner), prompt, text, resp, trunc, action, obs in zip(rows, *out):
         actions[k][row] = action
         if is_learner:
-          invalid = action == core.INVALID
+          invalid = bool(action == core.INVALID)
           pending[k].append((row, Move(
               prompt, resp, k, seat, -1, bool(trunc), invalid, text, observation=obs,
               move_text="" if invalid else runners[k].game.action_text(int(action)))))
@@ -318,6 +318,21 @@ def collect(runners: Sequence[GameRunner], quotas: Sequence[int], games_per_roun
                  response_chars=float(np.mean(chars)) if chars else 0.0,
                  num_kept_moves=sum(map(len, by_kind)), transcripts=transcripts,
                  transcript_moves=transcript_moves)
+
+
+def to_json(r: Rollout) -> dict:
+  """``r`` as JSON data (for ``multihost.gather_json``); ``from_json`` gives it back exactly."""
+  return dataclasses.asdict(r)
+
+
+def from_json(d: dict) -> Rollout:
+  """The ``Rollout`` of ``to_json`` (or of its JSON decoding): returns f32, seats a tuple."""
+  def game(g: dict) -> FinishedGame:
+    return FinishedGame(**{**g, "returns": np.asarray(g["returns"], np.float32),
+                           "learner_seats": tuple(g["learner_seats"])})
+  return Rollout(**{**d, "moves": [Move(**m) for m in d["moves"]],
+                    "games": [game(g) for g in d["games"]],
+                    "transcript_moves": [Move(**m) for m in d["transcript_moves"]]})
 
 
 def merge(parts: Sequence[Rollout]) -> Rollout:

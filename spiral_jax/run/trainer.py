@@ -112,9 +112,10 @@ class Trainer(setup.RunSetup):
                                     sample_fn, self.tokenizer, jax.random.fold_in(key, shard),
                                     advantage_fn=folds[shard], **kwargs),
                     folds[shard].state()))
-    parts = multihost.concat_shards(multihost.gather_objects(parts))  # in shard order
-    return (rollout.merge([r for r, _ in parts]),
-            np.concatenate([b for _, b in parts]))
+    parts = multihost.concat_shards(multihost.gather_json(  # in shard order
+        [(rollout.to_json(r), b) for r, b in parts]))
+    return (rollout.merge([rollout.from_json(r) for r, _ in parts]),
+            np.concatenate([np.asarray(b, np.float32) for _, b in parts]))
 
   def rollout_metrics(self, r: rollout.Rollout) -> dict[str, float]:
     m: dict[str, float] = {"train/games": len(r.games), "train/response_chars": r.response_chars,

@@ -38,7 +38,31 @@ def test_to_devices_copies_onto_a_shard_mesh():
   y = multihost.to_devices({"w": x}, {"w": NamedSharding(sub, P())})["w"]
   assert {d.id for d in y.devices()} == {4, 5, 6, 7}
   np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
-  assert multihost.gather_objects({"moves": [1, 2]}) == [{"moves": [1, 2]}]
+  assert multihost.gather_json({"moves": [1, 2]}) == [{"moves": [1, 2]}]
+
+
+def test_a_rollout_crosses_processes_as_json_exactly():
+  """What ``gather_json`` sends between processes (JSON bytes, no pickle) decodes to the same
+  rollout: float32 returns, NaN advantages and the RAE baselines all exact."""
+  part = _part([(0, 0), (1, 1)], 2, 7)
+  part.moves[0].advantage, part.moves[1].advantage = float("nan"), 0.1 + 0.2
+  part.moves[1].invalid = True
+  part.games[0].returns[:] = np.float32(1 / 3), np.float32(-1e-30)
+  part.transcripts, part.transcript_moves = [1], [part.moves[1]]
+  baselines = np.random.default_rng(0).standard_normal((2, 1, 2)).astype(np.float32)
+  sent = multihost.to_bytes([rollout.to_json(part), baselines])
+  assert b"pickle" not in sent.tobytes() and sent.dtype == np.uint8
+  got, got_baselines = multihost.from_bytes(sent)
+  back = rollout.from_json(got)
+  assert repr(back.moves) == repr(part.moves) and back.transcripts == [1]
+  assert repr(back.transcript_moves) == repr(part.transcript_moves)
+  for a, b in zip(back.games, part.games):
+    assert a.returns.dtype == np.float32 and a.returns.tobytes() == b.returns.tobytes()
+    assert (a.kind, a.forfeited_by, a.num_moves, a.learner_seats) == (
+        b.kind, b.forfeited_by, b.num_moves, b.learner_seats)
+  assert np.asarray(got_baselines, np.float32).tobytes() == baselines.tobytes()
+  with pytest.raises(TypeError, match="not JSON data"):
+    multihost.to_bytes({"x": object()})
 
 
 def _part(kinds, num_games, chars):
