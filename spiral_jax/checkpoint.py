@@ -28,15 +28,17 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from spiral_jax.errors import InputError
+
 FINGERPRINTS = "spiral_jax_fingerprints"  # key in each step's custom metadata
 CORRUPT_DIR = "corrupt"  # broken steps are moved here, never deleted
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(InputError, RuntimeError):
   """A checkpoint that cannot be read back as it was written (missing, truncated, altered)."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InputError):
   """A checkpoint whose arrays do not fit the requested ones: the run's config changed."""
 
 

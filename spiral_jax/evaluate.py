@@ -22,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from spiral_jax import config as config_lib
-from spiral_jax.run import flags as flags_lib
+from spiral_jax.errors import InputError
+from spiral_jax import cli
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -61,19 +62,19 @@ def config_from_flags() -> config_lib.TrainConfig:
 def parse_flags(argv: Sequence[str]) -> list[str]:
   """Parses this command's flags (``argv[0]`` is the program) into ``FLAGS``."""
   global FLAGS
-  FLAGS = flags_lib.parse_with(define_flags, argv, __doc__)
+  FLAGS = cli.parse_with(define_flags, argv, __doc__)
   if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required (the run folder; reports go to <workdir>/eval)")
+    raise InputError("--workdir is required (the run folder; reports go to <workdir>/eval)")
   return list(argv[:1])
 
 
 def main(argv: Sequence[str]) -> None:
   """Runs the command on already parsed flags (``parse_flags``)."""
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
+  cli.quiet_libraries()
   from spiral_jax.run import evaluation  # after validation: imports pull in the model stack
   evaluation.evaluate_run(config_from_flags(), FLAGS.workdir, step=FLAGS.step, hf=FLAGS.hf)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: (parse_flags(argv), flags.FLAGS(argv[:1]))[0])
+  cli.run(parse_flags, main)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from spiral_jax import config as config_lib
-from spiral_jax.run import flags as flags_lib
+from spiral_jax import cli
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -36,13 +36,13 @@ FLAGS = flags.FlagValues()  # the parsed flags; private, so this CLI and train's
 def parse_flags(argv: Sequence[str]) -> list[str]:
   """Parses this command's flags (``argv[0]`` is the program) into ``FLAGS``."""
   global FLAGS
-  FLAGS = flags_lib.parse_with(define_flags, argv, __doc__)
+  FLAGS = cli.parse_with(define_flags, argv, __doc__)
   return list(argv[:1])
 
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  cli.quiet_libraries()
   cfg = config_lib.from_config_dict(FLAGS.config)  # validates before anything compiles
   from spiral_jax.run import sft  # after validation: imports pull in the model stack
   _, metrics = sft.train_sft(cfg, FLAGS.workdir, player=FLAGS.player, progress=FLAGS.progress)
@@ -55,4 +55,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=lambda argv: (parse_flags(argv), flags.FLAGS(argv[:1]))[0])
+  cli.run(parse_flags, main)

@@ -9,43 +9,61 @@ the job); elsewhere pass ``--coordinator_address=HOST:PORT --num_processes=N --p
 """
 from __future__ import annotations
 
-from absl import app, flags, logging
+from typing import Sequence
+
+from absl import flags
 from ml_collections import config_flags
 
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
+from spiral_jax import cli
 from spiral_jax.workdir import Workdir
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/tiny_cpu.py",
-                                          "an ml_collections config file")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/tiny_cpu", "checkpoints, metrics and plots go here")
-_PROGRESS = flags.DEFINE_bool("progress", True, "show a tqdm progress bar")
-# Multi-host: TPU VM slices join automatically; GPU clusters name the coordinator explicitly.
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0, for multi-process runs off TPU")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "processes in the job")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index in the job")
-_MULTIHOST = flags.DEFINE_bool("multihost", False, "join the multi-host job JAX detects (TPU VM "
-                               "slices, SLURM) with jax.distributed.initialize()")
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """This command's flags, on a fresh ``FlagValues`` per parse (see ``evaluate.define_flags``)."""
+  config_flags.DEFINE_config_file("config", "experiments/tiny_cpu.py",
+                                  "an ml_collections config file", flag_values=fv)
+  flags.DEFINE_string("workdir", "runs/tiny_cpu", "checkpoints, metrics and plots go here",
+                      flag_values=fv)
+  flags.DEFINE_bool("progress", True, "show a tqdm progress bar", flag_values=fv)
+  # Multi-host: TPU VM slices join automatically; GPU clusters name the coordinator explicitly.
+  flags.DEFINE_string("coordinator_address", None,
+                      "host:port of process 0, for multi-process runs off TPU", flag_values=fv)
+  flags.DEFINE_integer("num_processes", None, "processes in the job", flag_values=fv)
+  flags.DEFINE_integer("process_id", None, "this process's index in the job", flag_values=fv)
+  flags.DEFINE_bool("multihost", False, "join the multi-host job JAX detects (TPU VM slices, "
+                    "SLURM) with jax.distributed.initialize()", flag_values=fv)
 
 
-def main(argv):
+FLAGS = flags.FlagValues()  # the parsed flags; private, so this CLI and others share a process
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """Parses this command's flags (``argv[0]`` is the program) into ``FLAGS``."""
+  global FLAGS
+  FLAGS = cli.parse_with(define_flags, argv, __doc__)
+  return list(argv[:1])
+
+
+def main(argv: Sequence[str]) -> None:
+  """Runs the command on already parsed flags (``parse_flags``)."""
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  cli.quiet_libraries()
   from spiral_jax.parallel import multihost  # joins the job before anything else touches JAX
-  multihost.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                        auto=_MULTIHOST.value)
-  cfg = config_lib.from_config_dict(_CONFIG.value)  # validates before anything compiles
+  multihost.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                        auto=FLAGS.multihost)
+  cfg = config_lib.from_config_dict(FLAGS.config)  # validates before anything compiles
   from spiral_jax.run.trainer import Trainer  # after validation: imports pull in the model stack
   from spiral_jax import plots
-  trainer = Trainer(cfg, _WORKDIR.value, progress=_PROGRESS.value)
+  trainer = Trainer(cfg, FLAGS.workdir, progress=FLAGS.progress)
   state = trainer.run()
   if int(state.step) < cfg.num_steps:  # stopped by SIGTERM/SIGINT, checkpoint committed: exit 0
     return
   if not multihost.is_chief():  # process 0 writes the plot and the summary
     return
-  rows = metrics_lib.read(_WORKDIR.value)
-  png = plots.learning_curves({"run": rows}, Workdir(_WORKDIR.value).learning_curves)
+  rows = metrics_lib.read(FLAGS.workdir)
+  png = plots.learning_curves({"run": rows}, Workdir(FLAGS.workdir).learning_curves)
   print(summary(rows, png))
 
 
@@ -64,4 +82,4 @@ def summary(rows: list[dict], png: str) -> str:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(parse_flags, main)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from spiral_jax.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True)
 class Workdir:
@@ -84,4 +86,4 @@ class Workdir:
         f.write("ok")
       os.remove(probe)
     except OSError as e:
-      raise ValueError(f"--workdir={self.root!r} is not writable ({e}); choose another folder") from e
+      raise InputError(f"--workdir={self.root!r} is not writable ({e}); choose another folder") from e

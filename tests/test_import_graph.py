@@ -11,6 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "spiral_jax"
 # The allowed direction, written once: a unit (a subpackage, or a top-level file) may import units
 # of the layers above it in this list, never its own layer's other units nor the layers below.
 LAYERS = (
+    ("errors",),                           # the error a user can fix (the CLIs exit 2 on it)
     ("files", "workdir"),                  # writing files, the run folder's layout
     ("checkpoint", "metrics", "plots"),    # Orbax, metrics.jsonl + TensorBoard, PNGs
     ("text", "parallel"),                  # templates, extraction, tokenizers; meshes, hosts
@@ -19,7 +20,7 @@ LAYERS = (
     ("play",),                             # the game loop, text agents, opponents
     ("rl",),                               # RAE, losses, batching, the train step, warm-start
     ("eval",),                             # arenas, exploitability, reasoning, the suites
-    ("config",),                           # the grouped, validated configuration
+    ("config", "cli"),                     # the validated configuration; running a command line
     ("plan", "run"),                       # memory plans; a run's setup and loops
     ("train", "evaluate", "sft"),          # command lines: nothing imports them
 )

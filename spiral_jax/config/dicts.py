@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from spiral_jax import files
 from spiral_jax.config.schema import GameSpec, TrainConfig
+from spiral_jax.errors import InputError
 from spiral_jax.workdir import Workdir
 
 _SPECIAL = ("games", "game_weights", "game_kwargs", "model_overrides")
@@ -67,7 +68,7 @@ def defaults():
                                     "model_overrides": {}, **_field_defaults()})
 
 
-def _unknown(names, known: list[str], where: str) -> ValueError:
+def _unknown(names, known: list[str], where: str) -> InputError:
   name = sorted(names)[0]
   full = where + name
   if full in RENAMED:
@@ -76,14 +77,14 @@ def _unknown(names, known: list[str], where: str) -> ValueError:
     close = difflib.get_close_matches(full, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "see experiments/tiny_cpu.py for the fields"
   more = f" (and {len(names) - 1} more)" if len(names) > 1 else ""
-  return ValueError(f"unknown config field {full!r}{more}: {hint}")
+  return InputError(f"unknown config field {full!r}{more}: {hint}")
 
 
 def _value(current: Any, value: Any, where: str, known: list[str]) -> Any:
   """``value`` for a field whose default is ``current``: a group merges recursively."""
   if dataclasses.is_dataclass(current):
     if not isinstance(value, Mapping):
-      raise ValueError(f"config field {where[:-1]} is a group; set its fields, e.g. "
+      raise InputError(f"config field {where[:-1]} is a group; set its fields, e.g. "
                        f"--config.{where}{dataclasses.fields(current)[0].name}=...")
     return _merge(current, value, where, known)
   return tuple(value) if isinstance(value, list) else value
@@ -104,11 +105,11 @@ def from_config_dict(cd) -> TrainConfig:
   fields it leaves out take their defaults."""
   d = dict(cd.to_dict() if hasattr(cd, "to_dict") else cd)
   if "games" not in d:
-    raise ValueError("games is missing: name at least one game, e.g. games=('KuhnPoker-v1',)")
+    raise InputError("games is missing: name at least one game, e.g. games=('KuhnPoker-v1',)")
   game_ids = tuple(d.pop("games"))
   weights = tuple(d.pop("game_weights", ()) or (1.0,) * len(game_ids))
   if len(weights) != len(game_ids):
-    raise ValueError(f"game_weights has {len(weights)} entries for {len(game_ids)} games")
+    raise InputError(f"game_weights has {len(weights)} entries for {len(game_ids)} games")
   game_kwargs = dict(d.pop("game_kwargs", {}) or {})
   specs = tuple(GameSpec(gid, float(w), tuple(sorted(dict(game_kwargs.get(gid, {})).items())))
                 for gid, w in zip(game_ids, weights))
@@ -123,7 +124,7 @@ def from_config_dict(cd) -> TrainConfig:
   cfg = TrainConfig(games=specs, model_overrides=model_overrides, **values)
   for gid in game_kwargs:  # after TrainConfig, which names unknown game ids first
     if gid not in game_ids:
-      raise ValueError(f"game_kwargs names {gid!r}, which is not in games={game_ids}")
+      raise InputError(f"game_kwargs names {gid!r}, which is not in games={game_ids}")
   return cfg
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import jax
 
 from spiral_jax import games as games_lib
+from spiral_jax.errors import InputError
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.rl.losses import LossConfig
 
@@ -34,7 +35,7 @@ OPPONENTS = ("self", "random", "expert", "checkpoint", "league")
 def check_rae_groups(groups: int, shards: int) -> None:
   """Each rollout shard folds its own baseline groups, so the shards must divide them."""
   if groups % shards:
-    raise ValueError(f"rl.rae_groups={groups} must be a multiple of the {shards} rollout shards "
+    raise InputError(f"rl.rae_groups={groups} must be a multiple of the {shards} rollout shards "
                      f"(each shard folds its own baselines): set rl.rae_groups={shards} or a "
                      "multiple of it")
 SCRIPTED_EVAL_OPPONENTS = ("random", "expert", "self")
@@ -64,13 +65,13 @@ class OptimConfig:
 
   def __post_init__(self):
     if not self.learning_rate > 0:
-      raise ValueError(f"optim.learning_rate={self.learning_rate} must be positive, e.g. 1e-6")
+      raise InputError(f"optim.learning_rate={self.learning_rate} must be positive, e.g. 1e-6")
     if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
-      raise ValueError(f"optim.b1/b2=({self.b1}, {self.b2}) must lie in [0, 1), e.g. 0.9, 0.95")
+      raise InputError(f"optim.b1/b2=({self.b1}, {self.b2}) must lie in [0, 1), e.g. 0.9, 0.95")
     if self.schedule not in ("constant", "cosine"):
-      raise ValueError(f"optim.schedule={self.schedule!r}: use 'constant' or 'cosine'")
+      raise InputError(f"optim.schedule={self.schedule!r}: use 'constant' or 'cosine'")
     if self.clip_norm <= 0 or self.warmup_steps < 0 or self.weight_decay < 0:
-      raise ValueError("optim.clip_norm must be > 0, optim.warmup_steps and optim.weight_decay >= 0")
+      raise InputError("optim.clip_norm must be > 0, optim.warmup_steps and optim.weight_decay >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,14 +90,14 @@ class SamplingConfig:
 
   def check(self, group: str) -> None:
     if self.max_new_tokens < 1:
-      raise ValueError(f"{group}.max_new_tokens={self.max_new_tokens} must be >= 1")
+      raise InputError(f"{group}.max_new_tokens={self.max_new_tokens} must be >= 1")
     if not self.temperature > 0:
-      raise ValueError(f"{group}.temperature={self.temperature} must be > 0 (the learner divides "
+      raise InputError(f"{group}.temperature={self.temperature} must be > 0 (the learner divides "
                        "logits by it)")
     if not 0 < self.top_p <= 1:
-      raise ValueError(f"{group}.top_p={self.top_p} must lie in (0, 1]")
+      raise InputError(f"{group}.top_p={self.top_p} must lie in (0, 1]")
     if self.top_k < 0:
-      raise ValueError(f"{group}.top_k={self.top_k} must be >= 0 (0: no top-k cut)")
+      raise InputError(f"{group}.top_k={self.top_k} must be >= 0 (0: no top-k cut)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,17 +123,17 @@ class RLConfig:
 
   def __post_init__(self):
     if not 0 <= self.rae_alpha < 1:
-      raise ValueError(f"rl.rae_alpha={self.rae_alpha} must lie in [0, 1), e.g. 0.95")
+      raise InputError(f"rl.rae_alpha={self.rae_alpha} must lie in [0, 1), e.g. 0.95")
     if self.epochs < 1:
-      raise ValueError(f"rl.epochs={self.epochs} must be >= 1")
+      raise InputError(f"rl.epochs={self.epochs} must be >= 1")
     if self.rae_groups < 1:
-      raise ValueError(f"rl.rae_groups={self.rae_groups} must be >= 1 (1: one baseline per "
+      raise InputError(f"rl.rae_groups={self.rae_groups} must be >= 1 (1: one baseline per "
                        "game and seat; the reference run's 8 actors: 8)")
     if self.micro_batch_size < 0:
-      raise ValueError(f"rl.micro_batch_size={self.micro_batch_size} must be >= 0 (0: no "
+      raise InputError(f"rl.micro_batch_size={self.micro_batch_size} must be >= 0 (0: no "
                        "gradient accumulation)")
     if self.max_nonfinite_steps < 1:
-      raise ValueError(f"rl.max_nonfinite_steps={self.max_nonfinite_steps} must be >= 1")
+      raise InputError(f"rl.max_nonfinite_steps={self.max_nonfinite_steps} must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +144,7 @@ class WarmStartConfig:
 
   def __post_init__(self):
     if self.steps < 0 or not self.learning_rate > 0:
-      raise ValueError(f"warm_start.steps={self.steps} must be >= 0 and warm_start.learning_rate="
+      raise InputError(f"warm_start.steps={self.steps} must be >= 0 and warm_start.learning_rate="
                        f"{self.learning_rate} positive")
 
 
@@ -175,26 +176,26 @@ class EvalConfig:
                     for part in (v.split(",") if isinstance(v, str) else [v])
                     if not isinstance(part, str) or part.strip())
       if not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"eval.{name}={value!r} must be a tuple of non-empty strings")
+        raise InputError(f"eval.{name}={value!r} must be a tuple of non-empty strings")
       object.__setattr__(self, name, value)  # frozen: tuples keep the config hashable
     if not self.opponents:
-      raise ValueError("eval.opponents is empty: name at least one, e.g. ('random',)")
+      raise InputError("eval.opponents is empty: name at least one, e.g. ('random',)")
     if self.every < 0 or self.games < 1:
-      raise ValueError(f"eval.every={self.every} must be >= 0 and eval.games={self.games} >= 1")
+      raise InputError(f"eval.every={self.every} must be >= 0 and eval.games={self.games} >= 1")
     for name in ("games_per_batch", "kuhn_samples", "reasoning_limit"):
       if getattr(self, name) < 0:
-        raise ValueError(f"eval.{name}={getattr(self, name)} must be >= 0 (0: "
+        raise InputError(f"eval.{name}={getattr(self, name)} must be >= 0 (0: "
                          f"{'all at once' if name == 'games_per_batch' else 'off/all'})")
     for name in ("reasoning_samples", "reasoning_max_new_tokens"):
       if getattr(self, name) < 1:
-        raise ValueError(f"eval.{name}={getattr(self, name)} must be >= 1")
+        raise InputError(f"eval.{name}={getattr(self, name)} must be >= 1")
     if self.reasoning:
       from spiral_jax.eval.datasets import NAMES  # lazy: TFDS is slow to import
       unknown = [b for b in self.reasoning if b not in NAMES]
       if unknown:
-        raise ValueError(f"eval.reasoning: unknown benchmarks {unknown}; choose from {list(NAMES)}")
+        raise InputError(f"eval.reasoning: unknown benchmarks {unknown}; choose from {list(NAMES)}")
       if not self.data_dir:
-        raise ValueError("eval.reasoning needs eval.data_dir=<a TFDS data_dir> (with "
+        raise InputError("eval.reasoning needs eval.data_dir=<a TFDS data_dir> (with "
                          "eval.source_dir=<folder of benchmark files> to build it there)")
 
 
@@ -205,7 +206,7 @@ class CheckpointConfig:
 
   def __post_init__(self):
     if self.every < 1 or self.keep < 1:
-      raise ValueError(f"checkpoint.every={self.every} and checkpoint.keep={self.keep} must be >= 1")
+      raise InputError(f"checkpoint.every={self.every} and checkpoint.keep={self.keep} must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,26 +260,26 @@ class TrainConfig:
     self.eval.sampling.check("eval.sampling")
     self._check_games()
     if self.transcript_games < 0:
-      raise ValueError(f"transcript_games={self.transcript_games} must be >= 0 (0: none)")
+      raise InputError(f"transcript_games={self.transcript_games} must be >= 0 (0: none)")
     for name in ("num_steps", "batch_size", "games_per_round", "max_prompt_tokens"):
       if getattr(self, name) < (0 if name == "num_steps" else 1):
-        raise ValueError(f"{name}={getattr(self, name)} must be positive")
+        raise InputError(f"{name}={getattr(self, name)} must be positive")
     if self.rl.micro_batch_size and self.batch_size % self.rl.micro_batch_size:
-      raise ValueError(f"rl.micro_batch_size={self.rl.micro_batch_size} must divide batch_size="
+      raise InputError(f"rl.micro_batch_size={self.rl.micro_batch_size} must divide batch_size="
                        f"{self.batch_size} (or be 0 for no gradient accumulation)")
     if self.opponent not in OPPONENTS:
-      raise ValueError(f"opponent={self.opponent!r}: choose one of {OPPONENTS}")
+      raise InputError(f"opponent={self.opponent!r}: choose one of {OPPONENTS}")
     if self.opponent == "checkpoint" and not self.opponent_path:
-      raise ValueError("opponent='checkpoint' needs opponent_path=<a checkpoint or HF folder>")
+      raise InputError("opponent='checkpoint' needs opponent_path=<a checkpoint or HF folder>")
     if self.opponent == "league" and (self.league_size < 1 or self.league_every < 1):
-      raise ValueError(f"league_size={self.league_size} and league_every={self.league_every} "
+      raise InputError(f"league_size={self.league_size} and league_every={self.league_every} "
                        "must be >= 1 for opponent='league'")
     self._check_shards()
     from spiral_jax.model import config as model_config  # not needed to build a game
     names = {f.name for f in dataclasses.fields(model_config.ModelConfig)}
     unknown = sorted(set(dict(self.model_overrides)) - names)
     if unknown:
-      raise ValueError(f"model_overrides: unknown ModelConfig fields {unknown}; known: "
+      raise InputError(f"model_overrides: unknown ModelConfig fields {unknown}; known: "
                        f"{sorted(names)}")
     if self.model in model_config.PRESETS:  # a folder's context is read by check_files
       self._check_context(int(dict(self.model_overrides).get(
@@ -286,33 +287,33 @@ class TrainConfig:
 
   def _check_games(self) -> None:
     if not self.games:
-      raise ValueError("games is empty: name at least one game, e.g. games=('KuhnPoker-v1',)")
+      raise InputError("games is empty: name at least one game, e.g. games=('KuhnPoker-v1',)")
     known = set(games_lib.list_games())
     for spec in self.games:
       if spec.id not in known:
-        raise ValueError(f"games: unknown game id {spec.id!r}; known ids: {sorted(known)}")
+        raise InputError(f"games: unknown game id {spec.id!r}; known ids: {sorted(known)}")
       if not spec.weight >= 0:
-        raise ValueError(f"game_weights: weight of {spec.id} is {spec.weight}; use >= 0")
+        raise InputError(f"game_weights: weight of {spec.id} is {spec.weight}; use >= 0")
     if not sum(s.weight for s in self.games) > 0:
-      raise ValueError("game_weights must sum to a positive number")
+      raise InputError("game_weights must sum to a positive number")
     if len({s.id for s in self.games}) != len(self.games):
-      raise ValueError("games: each game id may appear once")
+      raise InputError("games: each game id may appear once")
     trained = {s.id for s in self.games}
     for gid in self.eval.extra_games:
       if gid not in known or gid in trained:
-        raise ValueError(f"eval.extra_games: {gid!r} must be a known game id ({sorted(known)}) "
+        raise InputError(f"eval.extra_games: {gid!r} must be a known game id ({sorted(known)}) "
                          "that is not already in games")
 
   def _check_shards(self) -> None:
     if self.rollout_shards < 0:
-      raise ValueError(f"rollout_shards={self.rollout_shards} must be >= 0 (0: one per process)")
+      raise InputError(f"rollout_shards={self.rollout_shards} must be >= 0 (0: one per process)")
     if self.rollout_shards > 1:
       if self.opponent in ("checkpoint", "league"):
-        raise ValueError(f"opponent={self.opponent!r} runs its sampler on the whole mesh, so it "
+        raise InputError(f"opponent={self.opponent!r} runs its sampler on the whole mesh, so it "
                          "needs one rollout shard: use rollout_shards=0 on a single process, or "
                          "opponent='self', 'random' or 'expert'")
       if self.games_per_round % self.rollout_shards or self.batch_size % self.rollout_shards:
-        raise ValueError(f"rollout_shards={self.rollout_shards} must divide games_per_round="
+        raise InputError(f"rollout_shards={self.rollout_shards} must divide games_per_round="
                          f"{self.games_per_round} and batch_size={self.batch_size}: each shard "
                          "plays and draws an equal share")
     check_rae_groups(self.rl.rae_groups, max(self.rollout_shards, 1))
@@ -323,7 +324,7 @@ class TrainConfig:
       budget = (self.sampling if group == "sampling" else self.eval.sampling).max_new_tokens
       need = self.max_prompt_tokens + budget
       if need > context:
-        raise ValueError(f"max_prompt_tokens + {group}.max_new_tokens = {self.max_prompt_tokens} "
+        raise InputError(f"max_prompt_tokens + {group}.max_new_tokens = {self.max_prompt_tokens} "
                          f"+ {budget} = {need} exceeds the model's context of {context} tokens; "
                          "lower one of them (or raise model_overrides.max_seq_len for a model "
                          "trained from scratch)")
@@ -343,7 +344,7 @@ class TrainConfig:
     sizes = mesh_lib.resolve_shape(self.mesh.as_dict(), jax.device_count())
     split = sizes["data"] * sizes["fsdp"]
     if self.micro_batch % split:
-      raise ValueError(f"the batch per optimizer micro-step ({self.micro_batch}) must be divisible "
+      raise InputError(f"the batch per optimizer micro-step ({self.micro_batch}) must be divisible "
                        f"by mesh.data x mesh.fsdp = {split}")
     return sizes
 
@@ -366,17 +367,17 @@ def check_files(cfg: TrainConfig) -> None:
   if cfg.model not in PRESETS:
     path = os.path.join(cfg.model, "config.json")
     if not os.path.isdir(cfg.model):
-      raise ValueError(f"model={cfg.model!r} is neither a preset ({sorted(PRESETS)}) nor a local "
+      raise InputError(f"model={cfg.model!r} is neither a preset ({sorted(PRESETS)}) nor a local "
                        "Hugging Face folder; pass one of those")
     if not os.path.exists(path):
-      raise ValueError(f"model={cfg.model!r} has no config.json; pass a Hugging Face folder")
+      raise InputError(f"model={cfg.model!r} has no config.json; pass a Hugging Face folder")
     with open(path) as f:
       context = json.load(f).get("max_position_embeddings", 4096)
     cfg._check_context(int(dict(cfg.model_overrides).get("max_seq_len", context)))
   if cfg.tokenizer != "games_sentencepiece" and not os.path.isdir(cfg.tokenizer):
-    raise ValueError(f"tokenizer={cfg.tokenizer!r} is not a folder with tokenizer.json or "
+    raise InputError(f"tokenizer={cfg.tokenizer!r} is not a folder with tokenizer.json or "
                      "tokenizer.model; pass one, or 'games_sentencepiece'")
   for opponent in cfg.eval.opponents:
     if opponent not in SCRIPTED_EVAL_OPPONENTS and not os.path.isdir(opponent):
-      raise ValueError(f"eval.opponents: {opponent!r} is neither 'random', 'expert', 'self' nor "
+      raise InputError(f"eval.opponents: {opponent!r} is neither 'random', 'expert', 'self' nor "
                        "a folder (a run's workdir or a Hugging Face model)")

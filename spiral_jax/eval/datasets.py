@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import tensorflow_datasets as tfds
 from etils import epath
 
+from spiral_jax.errors import InputError
 from spiral_jax.eval import answers
 
 SPLIT = "test"
@@ -64,7 +65,7 @@ def _field(record: Mapping[str, Any], names: Sequence[str], where: str) -> Any:
   for name in names:
     if record.get(name) is not None:
       return record[name]
-  raise ValueError(f"{where}: no field {' / '.join(names)} in a record with fields "
+  raise InputError(f"{where}: no field {' / '.join(names)} in a record with fields "
                    f"{sorted(record)}; is this the right file?")
 
 
@@ -101,17 +102,17 @@ def _math_example(record: Mapping[str, Any], where: str, default_id: str) -> dic
     solution = str(_field(record, ("solution", "Solution"), where))
     answer = answers.extract_boxed(solution)
     if answer is None:
-      raise ValueError(f"{where}: the solution has no \\boxed{{}} answer and there is no "
+      raise InputError(f"{where}: the solution has no \\boxed{{}} answer and there is no "
                        "'answer' field")
   if not answer:
-    raise ValueError(f"{where}: the answer is empty")
+    raise InputError(f"{where}: the answer is empty")
   return {"id": _record_id(record, default_id), "question": question, "answer": answer,
           "choices": [], "kind": "math"}
 
 
 def _check_choices(options: list[str], where: str) -> None:
   if not 2 <= len(options) <= len(answers.CHOICE_LETTERS):
-    raise ValueError(f"{where}: {len(options)} options; between 2 and "
+    raise InputError(f"{where}: {len(options)} options; between 2 and "
                      f"{len(answers.CHOICE_LETTERS)} are supported")
 
 
@@ -136,11 +137,11 @@ def _mmlu_pro_example(record: Mapping[str, Any], where: str, default_id: str) ->
   letter = str(record.get("answer") or "").strip().upper()
   index = record.get("answer_index")
   if index is not None and letter and answers.CHOICE_LETTERS[int(index)] != letter:
-    raise ValueError(f"{where}: answer {letter!r} disagrees with answer_index {index}")
+    raise InputError(f"{where}: answer {letter!r} disagrees with answer_index {index}")
   if not letter:
     letter = answers.CHOICE_LETTERS[int(_field(record, ("answer_index",), where))]
   if letter not in answers.CHOICE_LETTERS[:len(options)]:
-    raise ValueError(f"{where}: answer {letter!r} is not one of the {len(options)} options")
+    raise InputError(f"{where}: answer {letter!r} is not one of the {len(options)} options")
   return {"id": _record_id(record, default_id), "question": question, "answer": letter,
           "choices": options, "kind": "choice"}
 
@@ -167,7 +168,7 @@ NAMES = tuple(BENCHMARKS)
 
 def _benchmark(name: str) -> Benchmark:
   if name not in BENCHMARKS:
-    raise ValueError(f"benchmark {name!r} is unknown; choose one of {list(NAMES)}")
+    raise InputError(f"benchmark {name!r} is unknown; choose one of {list(NAMES)}")
   return BENCHMARKS[name]
 
 
@@ -192,12 +193,12 @@ def _records(path: pathlib.Path) -> Iterator[tuple[Mapping[str, Any], str]]:
           try:
             yield json.loads(line), f"{path}:{line_number}"
           except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
+            raise InputError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
   elif path.suffix == ".json":
     with open(path, encoding="utf-8") as f:
       data = json.load(f)
     if not isinstance(data, list):
-      raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+      raise InputError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     for i, record in enumerate(data):
       yield record, f"{path}[{i}]"
   elif path.suffix == ".csv":
@@ -217,14 +218,14 @@ def read_examples(name: str, source_dir: str | os.PathLike) -> list[dict[str, An
   for path in source_files(name, source_dir):
     for index, (record, where) in enumerate(_records(path)):
       if not isinstance(record, Mapping):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
       example = benchmark.to_example(record, where, f"{path.stem}-{index}")
       if example["id"] in seen:
-        raise ValueError(f"{where}: id {example['id']!r} appears twice in benchmark {name!r}")
+        raise InputError(f"{where}: id {example['id']!r} appears twice in benchmark {name!r}")
       seen.add(example["id"])
       examples.append(example)
   if not examples:
-    raise ValueError(f"benchmark {name!r}: the files in {pathlib.Path(source_dir) / name} hold "
+    raise InputError(f"benchmark {name!r}: the files in {pathlib.Path(source_dir) / name} hold "
                      "no records")
   return examples
 

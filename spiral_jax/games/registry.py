@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from spiral_jax.errors import InputError
 from spiral_jax.games.core import Game
 
 _REGISTRY: dict[str, Callable[..., Game]] = {}
@@ -18,7 +19,7 @@ def register(game_id: str, factory: Callable[..., Game]) -> None:
 def make(game_id: str, **kwargs) -> Game:
   """A game by id; kwargs (``forfeit=``, ``rounds=``) go to its constructor."""
   if game_id not in _REGISTRY:
-    raise ValueError(f"unknown game id {game_id!r}; registered ids: {', '.join(list_games())}")
+    raise InputError(f"unknown game id {game_id!r}; registered ids: {', '.join(list_games())}")
   return _REGISTRY[game_id](**kwargs)
 
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from spiral_jax.errors import InputError
+
 _DTYPES = ("float32", "bfloat16", "float16")
 FAMILIES = ("qwen3", "qwen2", "llama")
 
@@ -32,10 +34,10 @@ class RopeScaling:
   def __post_init__(self):
     if (self.factor <= 0 or self.low_freq_factor <= 0
         or self.high_freq_factor <= self.low_freq_factor):
-      raise ValueError(f"RopeScaling: need factor > 0 and 0 < low_freq_factor < high_freq_factor, "
+      raise InputError(f"RopeScaling: need factor > 0 and 0 < low_freq_factor < high_freq_factor, "
                        f"got {self}; copy the values from the checkpoint's rope_scaling")
     if self.original_max_position_embeddings <= 0:
-      raise ValueError("RopeScaling.original_max_position_embeddings must be positive")
+      raise InputError("RopeScaling.original_max_position_embeddings must be positive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,26 +66,26 @@ class ModelConfig:
                  "mlp_dim", "max_seq_len"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        raise InputError(f"ModelConfig.{name} must be a positive int, got {value!r}")
     if self.num_heads % self.num_kv_heads:
-      raise ValueError(f"ModelConfig.num_heads ({self.num_heads}) must be a multiple of "
+      raise InputError(f"ModelConfig.num_heads ({self.num_heads}) must be a multiple of "
                        f"num_kv_heads ({self.num_kv_heads}) for grouped-query attention")
     if self.head_dim % 2:
-      raise ValueError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
+      raise InputError(f"ModelConfig.head_dim must be even for RoPE, got {self.head_dim}")
     if self.family not in FAMILIES:
-      raise ValueError(f"ModelConfig.family must be one of {FAMILIES}, got {self.family!r}")
+      raise InputError(f"ModelConfig.family must be one of {FAMILIES}, got {self.family!r}")
     if self.rope_theta <= 0:
-      raise ValueError(f"ModelConfig.rope_theta must be positive, got {self.rope_theta}")
+      raise InputError(f"ModelConfig.rope_theta must be positive, got {self.rope_theta}")
     if not 0 < self.rms_eps < 1:
-      raise ValueError(f"ModelConfig.rms_eps must be in (0, 1), got {self.rms_eps}")
+      raise InputError(f"ModelConfig.rms_eps must be in (0, 1), got {self.rms_eps}")
     if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
-      raise ValueError("ModelConfig.rope_scaling must be a RopeScaling or None; "
+      raise InputError("ModelConfig.rope_scaling must be a RopeScaling or None; "
                        "build one with RopeScaling(factor=..., ...)")
     if self.param_dtype not in _DTYPES:
-      raise ValueError(f"ModelConfig.param_dtype must be one of {_DTYPES}, "
+      raise InputError(f"ModelConfig.param_dtype must be one of {_DTYPES}, "
                        f"got {self.param_dtype!r}")
     if self.dtype not in _DTYPES + ("auto",):
-      raise ValueError(f"ModelConfig.dtype must be 'auto' or one of {_DTYPES}, got {self.dtype!r}")
+      raise InputError(f"ModelConfig.dtype must be 'auto' or one of {_DTYPES}, got {self.dtype!r}")
 
   @property
   def jnp_param_dtype(self) -> jnp.dtype:
@@ -117,13 +119,13 @@ class ModelConfig:
     model_type = hf.get("model_type")
     families = {"qwen3": "qwen3", "qwen2": "qwen2", "llama": "llama"}
     if model_type not in families:
-      raise ValueError(f"config.json model_type must be one of {sorted(families)}, got "
+      raise InputError(f"config.json model_type must be one of {sorted(families)}, got "
                        f"{model_type!r}; only dense Qwen3/Qwen2/Llama decoders are supported")
     if hf.get("use_sliding_window"):
-      raise ValueError("config.json use_sliding_window=true is not supported; set it to false "
+      raise InputError("config.json use_sliding_window=true is not supported; set it to false "
                        "(Qwen2.5 checkpoints ship with it off)")
     if hf.get("hidden_act", "silu") != "silu":
-      raise ValueError(f"config.json hidden_act must be 'silu', got {hf.get('hidden_act')!r}")
+      raise InputError(f"config.json hidden_act must be 'silu', got {hf.get('hidden_act')!r}")
     # transformers 5 nests RoPE settings in rope_parameters; 4.x keeps rope_theta / rope_scaling
     rope = dict(hf.get("rope_parameters") or {})
     theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
@@ -135,7 +137,7 @@ class ModelConfig:
       if kind == "default":
         scaling = None
       elif kind != "llama3":
-        raise ValueError(f"config.json rope scaling type {kind!r} is not supported (only 'llama3')")
+        raise InputError(f"config.json rope scaling type {kind!r} is not supported (only 'llama3')")
       else:
         scaling = RopeScaling(
             factor=float(scaling_dict["factor"]),
@@ -147,9 +149,9 @@ class ModelConfig:
     head_dim = hf.get("head_dim") or d_model // num_heads
     family = families[model_type]
     if family == "llama" and (hf.get("attention_bias") or hf.get("mlp_bias")):
-      raise ValueError("config.json attention_bias / mlp_bias for Llama are not supported")
+      raise InputError("config.json attention_bias / mlp_bias for Llama are not supported")
     if family == "qwen3" and hf.get("attention_bias"):
-      raise ValueError("config.json attention_bias=true for Qwen3 is not supported")
+      raise InputError("config.json attention_bias=true for Qwen3 is not supported")
     kwargs = dict(
         vocab_size=int(hf["vocab_size"]), d_model=d_model, num_layers=int(hf["num_hidden_layers"]),
         num_heads=num_heads, num_kv_heads=int(hf.get("num_key_value_heads", num_heads)),
@@ -236,5 +238,5 @@ PRESETS: dict[str, ModelConfig] = {
 def preset(name: str, **overrides: Any) -> ModelConfig:
   """A named preset (``tiny``, ``qwen3_4b_base``, ...) with fields replaced by ``overrides``."""
   if name not in PRESETS:
-    raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    raise InputError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
   return PRESETS[name].replace(**overrides)

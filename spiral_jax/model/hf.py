@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from spiral_jax.errors import InputError
 from spiral_jax.model import transformer
 from spiral_jax.model.config import ModelConfig
 from spiral_jax.parallel import mesh as mesh_lib
@@ -149,7 +150,7 @@ def load_params(folder: str, config: ModelConfig, mesh: Mesh | None = None,
     stored, _ = reader.info(name)
     expected = tuple(reversed(shape)) if transpose else shape
     if stored != expected:
-      raise ValueError(f"tensor {name!r} has shape {stored}, but config.json implies {expected}; "
+      raise InputError(f"tensor {name!r} has shape {stored}, but config.json implies {expected}; "
                        "the config and the weights disagree")
     array = jax.make_array_from_callback(
         shape, flat_shardings[path],

@@ -19,6 +19,7 @@ import numpy as np
 from flax import nnx, struct
 from jax.sharding import Mesh
 
+from spiral_jax.errors import InputError
 from spiral_jax.model import hf, transformer
 from spiral_jax.model.config import ModelConfig
 from spiral_jax.parallel import mesh as mesh_lib
@@ -40,7 +41,7 @@ class Policy:
            mesh: Mesh | None = None, rules: mesh_lib.Rules = mesh_lib.TRAIN_RULES) -> "Policy":
     """A randomly initialised policy, created directly on its shardings when a mesh is given."""
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-      raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but config.vocab_size is "
+      raise InputError(f"tokenizer has {tokenizer.vocab_size} tokens but config.vocab_size is "
                        f"{config.vocab_size}; build the config with "
                        "vocab_size=tokenizer.vocab_size")
     key = jax.random.key(key) if isinstance(key, int) else key

@@ -15,6 +15,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from spiral_jax.errors import InputError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
@@ -44,19 +46,19 @@ def resolve_shape(shape: Mapping[str, int] | None, devices: int) -> dict[str, in
   shape = dict({"data": -1} if shape is None else shape)
   unknown = set(shape) - set(MESH_AXES)
   if unknown:
-    raise ValueError(f"mesh shape has unknown axes {sorted(unknown)}; use {MESH_AXES}")
+    raise InputError(f"mesh shape has unknown axes {sorted(unknown)}; use {MESH_AXES}")
   sizes = {axis: shape.get(axis, 1) for axis in MESH_AXES}
   fill = [axis for axis, size in sizes.items() if size <= 0]
   if len(fill) > 1:
-    raise ValueError(f"mesh.data, mesh.fsdp, mesh.tensor = {tuple(sizes.values())}: at most one "
+    raise InputError(f"mesh.data, mesh.fsdp, mesh.tensor = {tuple(sizes.values())}: at most one "
                      "may be -1 (fill the devices left); give the others sizes")
   if fill:
     known = math.prod(s for s in sizes.values() if s > 0)
     if devices % known:
-      raise ValueError(f"mesh {sizes}: {devices} devices do not divide by {known}")
+      raise InputError(f"mesh {sizes}: {devices} devices do not divide by {known}")
     sizes[fill[0]] = devices // known
   if math.prod(sizes.values()) != devices:
-    raise ValueError(f"mesh.data x mesh.fsdp x mesh.tensor = {sizes['data']}x{sizes['fsdp']}x"
+    raise InputError(f"mesh.data x mesh.fsdp x mesh.tensor = {sizes['data']}x{sizes['fsdp']}x"
                      f"{sizes['tensor']} must equal the {devices} devices; set one of them to -1 "
                      "to fill the devices left")
   return sizes

@@ -23,6 +23,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
+from spiral_jax.errors import InputError
+
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None, *, auto: bool = False,
@@ -38,10 +40,10 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   """
   if coordinator_address:
     if num_processes is None or process_id is None:
-      raise ValueError("initialize: with coordinator_address, also pass num_processes and "
+      raise InputError("initialize: with coordinator_address, also pass num_processes and "
                        "process_id (--num_processes, --process_id)")
     if not 0 <= process_id < num_processes:
-      raise ValueError(f"initialize: process_id={process_id} must be in [0, num_processes="
+      raise InputError(f"initialize: process_id={process_id} must be in [0, num_processes="
                        f"{num_processes})")
   elif not (auto or os.environ.get("JAX_COORDINATOR_ADDRESS")
             or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")):
@@ -68,10 +70,10 @@ def resolve_shards(num_shards: int) -> int:
   """``num_shards`` rollout shards, 0 meaning one per process; checked against the devices."""
   shards = num_shards or jax.process_count()
   if shards % jax.process_count():
-    raise ValueError(f"rollout_shards={num_shards} must be a multiple of the process count "
+    raise InputError(f"rollout_shards={num_shards} must be a multiple of the process count "
                      f"({jax.process_count()}); set it to 0 (one shard per process)")
   if jax.device_count() % shards:
-    raise ValueError(f"rollout_shards={shards} must divide the device count "
+    raise InputError(f"rollout_shards={shards} must divide the device count "
                      f"({jax.device_count()}); each shard samples on its own group of devices")
   return shards
 
@@ -90,7 +92,7 @@ def local_shards(num_shards: int) -> list[int]:
   groups = shard_devices(num_shards)
   local = [s for s, group in enumerate(groups) if all(d.id in mine for d in group)]
   if len(local) * jax.process_count() != num_shards:
-    raise ValueError(f"{num_shards} rollout shards do not split evenly over this process's "
+    raise InputError(f"{num_shards} rollout shards do not split evenly over this process's "
                      f"{len(mine)} devices; use a multiple of the process count that divides "
                      "the local device count")
   return local

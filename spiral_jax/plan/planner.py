@@ -11,6 +11,7 @@ import os
 import re
 
 from spiral_jax import config as config_lib
+from spiral_jax.errors import InputError
 from spiral_jax.model import config as model_config
 from spiral_jax.model import hf
 from spiral_jax.parallel import mesh as mesh_lib
@@ -38,7 +39,7 @@ def resolve(cd) -> tuple[config_lib.TrainConfig, model_config.ModelConfig, str]:
   if model not in model_config.PRESETS and not os.path.isdir(model):
     name = _preset_name(model)
     if name not in model_config.PRESETS:
-      raise ValueError(f"model={model!r} is not a folder on this machine and {name!r} is not a "
+      raise InputError(f"model={model!r} is not a folder on this machine and {name!r} is not a "
                        f"preset ({sorted(model_config.PRESETS)}); pass --config.model=<preset>")
     d["model"], note = name, f"model={model} is not a folder here: shapes of the preset {name!r}"
   if d.get("tokenizer", "games_sentencepiece") != "games_sentencepiece" and not os.path.isdir(
@@ -158,7 +159,7 @@ def run(cd, topology: str, mesh: str = "config", headroom: float = 0.9,
   if hbm_gib > 0:
     topo = dataclasses.replace(topo, hbm_bytes=int(hbm_gib * GIB))
   if not 0 < headroom <= 1:
-    raise ValueError(f"--headroom={headroom} must lie in (0, 1], e.g. 0.9")
+    raise InputError(f"--headroom={headroom} must lie in (0, 1], e.g. 0.9")
   cfg, model, note = resolve(cd)
   work = workload(cfg)
   if mesh == "config":
@@ -169,12 +170,12 @@ def run(cd, topology: str, mesh: str = "config", headroom: float = 0.9,
                and memory.estimate(model, work, m, topo, headroom).learner_fits
                and memory.sampler_chunk(model, work, m, topo, headroom)]
     if not fitting:
-      raise ValueError(f"--mesh=auto: no mesh of {topo.devices} devices fits; pass --mesh=config "
+      raise InputError(f"--mesh=auto: no mesh of {topo.devices} devices fits; pass --mesh=config "
                        "to see the config's plan and what to change")
     chosen, source = fitting[0], "chosen automatically: the least communication that fits"
   split = chosen["data"] * chosen["fsdp"]
   if work.micro_batch % split:
-    raise ValueError(f"the micro-batch of {work.micro_batch} rows does not split over mesh.data x "
+    raise InputError(f"the micro-batch of {work.micro_batch} rows does not split over mesh.data x "
                      f"mesh.fsdp = {split} devices; change rl.micro_batch_size or the mesh")
   plan = memory.estimate(model, work, chosen, topo, headroom)
   chunk = memory.sampler_chunk(model, work, chosen, topo, headroom)

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from spiral_jax import checkpoint as checkpoint_lib
+from spiral_jax.errors import InputError
 from spiral_jax.games import core, experts
 from spiral_jax.model.policy import Policy
 from spiral_jax.play import agents
@@ -55,7 +56,7 @@ def frozen(path: str, policy: Policy, sample_kwargs: dict) -> agents.TextAgent:
   ``sample_kwargs`` go to ``agents.policy_sample_fn``.
   """
   if not os.path.isdir(path):
-    raise ValueError(f"opponent_path={path!r} is not a folder; pass a run's workdir or a Hugging "
+    raise InputError(f"opponent_path={path!r} is not a folder; pass a run's workdir or a Hugging "
                      "Face folder")
   run = Workdir(path)
   if run.is_run():

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import jax
 
 from spiral_jax import config as config_lib
+from spiral_jax.errors import InputError
 from spiral_jax.eval import suites
 from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
@@ -30,7 +31,7 @@ def load_checkpoint_policy(cfg: config_lib.TrainConfig, workdir: str, step: int 
                             "run's folder (or pass --hf=<a Hugging Face folder>)")
   steps = paths.checkpoint_steps()
   if not steps or (step is not None and step not in steps):
-    raise ValueError(f"--step={step}: {paths.checkpoints} holds steps {steps}; pick one of them")
+    raise InputError(f"--step={step}: {paths.checkpoints} holds steps {steps}; pick one of them")
   if cfg.tokenizer == "games_sentencepiece":
     if not os.path.isdir(paths.tokenizer):
       raise FileNotFoundError(f"{paths.tokenizer} does not exist: the run's tokenizer is saved "
@@ -48,7 +49,7 @@ def load_hf_policy(folder: str, mesh=None) -> Policy:
   """A Hugging Face model and its tokenizer (``Policy.from_hf``)."""
   policy = Policy.from_hf(folder, mesh=mesh)
   if policy.tokenizer is None:
-    raise ValueError(f"--hf={folder!r} has no tokenizer.json or tokenizer.model; add the model's "
+    raise InputError(f"--hf={folder!r} has no tokenizer.json or tokenizer.model; add the model's "
                      "tokenizer files to the folder")
   return policy
 
@@ -66,7 +67,7 @@ def evaluate_run(cfg: config_lib.TrainConfig, workdir: str, *, step: int | None 
   mesh = mesh_lib.make_mesh(cfg.mesh_shape)
   if hf:
     if step is not None:
-      raise ValueError("--step names a checkpoint of --workdir; leave it out with --hf")
+      raise InputError("--step names a checkpoint of --workdir; leave it out with --hf")
     policy = load_hf_policy(hf, mesh)
     name = "hf-" + os.path.basename(os.path.normpath(hf))
     key, header = jax.random.key(cfg.seed + 1), {"source": {"hf": os.path.abspath(hf)}}

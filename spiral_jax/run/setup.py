@@ -14,6 +14,7 @@ import jax
 
 from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax import config as config_lib
+from spiral_jax.errors import InputError
 from spiral_jax.eval import suites
 from spiral_jax.model import config as model_config_lib
 from spiral_jax.model.policy import Policy
@@ -77,7 +78,7 @@ class RunSetup:
     self.mesh = mesh_lib.make_mesh(cfg.mesh_shape)
     self.num_shards = multihost.resolve_shards(cfg.rollout_shards)
     if self.num_shards > 1 and cfg.opponent in ("checkpoint", "league"):
-      raise ValueError(f"opponent={cfg.opponent!r} samples on the whole mesh and needs one rollout "
+      raise InputError(f"opponent={cfg.opponent!r} samples on the whole mesh and needs one rollout "
                        f"shard, but this job has {self.num_shards} (rollout_shards="
                        f"{cfg.rollout_shards}, {jax.process_count()} processes)")
     config_lib.check_rae_groups(cfg.rl.rae_groups, self.num_shards)

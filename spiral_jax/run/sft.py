@@ -11,6 +11,7 @@ import json
 import jax
 
 from spiral_jax import metrics as metrics_lib
+from spiral_jax.errors import InputError
 from spiral_jax.rl import sft
 from spiral_jax.rl.logprobs import make_logprob_fn
 from spiral_jax.run import setup
@@ -30,10 +31,10 @@ def train_sft(cfg, workdir: str, *, player: str = "expert", progress: bool = Tru
   Returns (the saved ``TrainState``, that row's metrics).
   """
   if cfg.warm_start.steps < 1:
-    raise ValueError(f"warm_start.steps={cfg.warm_start.steps}: the SFT baseline trains for "
+    raise InputError(f"warm_start.steps={cfg.warm_start.steps}: the SFT baseline trains for "
                      "warm_start.steps steps; set it >= 1")
   if Workdir(workdir).checkpoint_steps():
-    raise ValueError(f"--workdir={workdir!r} already holds checkpoints; SFT writes a fresh run's "
+    raise InputError(f"--workdir={workdir!r} already holds checkpoints; SFT writes a fresh run's "
                      "step 0, so choose an empty workdir")
   run = setup.RunSetup(cfg, workdir, progress=progress)
   state = run.initial_state()

@@ -34,6 +34,7 @@ import tokenizers
 from sentencepiece import sentencepiece_model_pb2
 
 from spiral_jax import files
+from spiral_jax.errors import InputError
 
 CHAT_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 # One piece for the answer box's opening, space included ("\u2581" is SentencePiece's space): in a
@@ -112,7 +113,7 @@ class Tokenizer(abc.ABC):
       if eos_id is None:
         eos_id = candidate
     if eos_id is None:
-      raise ValueError("this tokenizer has no end-of-turn token: pass eos_token= (a token string "
+      raise InputError("this tokenizer has no end-of-turn token: pass eos_token= (a token string "
                        "or id), or add eos_token to tokenizer_config.json")
     pad_id = self._id_of(pad_token, "pad_token")
     for candidate in (self._first_present(END_OF_TEXT_TOKENS), native_pad, eos_id):
@@ -135,10 +136,10 @@ class Tokenizer(abc.ABC):
     if isinstance(token, str):
       token_id = self.token_to_id(token)
       if token_id is None:
-        raise ValueError(f"{field}={token!r} is not in the vocabulary; pass a token it has")
+        raise InputError(f"{field}={token!r} is not in the vocabulary; pass a token it has")
       return token_id
     if not 0 <= int(token) < self.vocab_size:
-      raise ValueError(f"{field}={token} is out of range [0, {self.vocab_size})")
+      raise InputError(f"{field}={token} is out of range [0, {self.vocab_size})")
     return int(token)
 
   def _first_present(self, tokens: Iterable[str]) -> int | None:
@@ -312,7 +313,7 @@ def load_tokenizer(folder: str | os.PathLike, *, eos_token: Token | None = None,
   ``pad_token`` override those files."""
   folder = pathlib.Path(folder)
   if not folder.is_dir():
-    raise ValueError(f"tokenizer folder {str(folder)!r} does not exist or is not a folder")
+    raise InputError(f"tokenizer folder {str(folder)!r} does not exist or is not a folder")
   config = _read_json(folder / TOKENIZER_CONFIG)
   special_map = _read_json(folder / SPECIAL_TOKENS_MAP)
   generation = _read_json(folder / GENERATION_CONFIG)
@@ -336,7 +337,7 @@ def load_tokenizer(folder: str | os.PathLike, *, eos_token: Token | None = None,
   if (folder / SENTENCEPIECE_MODEL).exists():
     return SentencePieceTokenizer(folder / SENTENCEPIECE_MODEL, **specials)
   found = sorted(p.name for p in folder.iterdir())
-  raise ValueError(f"{str(folder)!r} has neither {TOKENIZER_JSON} nor {SENTENCEPIECE_MODEL} "
+  raise InputError(f"{str(folder)!r} has neither {TOKENIZER_JSON} nor {SENTENCEPIECE_MODEL} "
                    f"(found {found}); save a tokenizer there first")
 
 
@@ -396,4 +397,4 @@ def _read_json(path: pathlib.Path) -> dict[str, Any]:
   try:
     return json.loads(path.read_text(encoding="utf-8"))
   except json.JSONDecodeError as error:
-    raise ValueError(f"{str(path)!r} is not valid JSON ({error}); fix or remove it") from error
+    raise InputError(f"{str(path)!r} is not valid JSON ({error}); fix or remove it") from error
