@@ -55,16 +55,13 @@ def main(argv: Sequence[str]) -> None:
                         auto=FLAGS.multihost)
   cfg = config_lib.from_config_dict(FLAGS.config)  # validates before anything compiles
   from spiral_jax.run.trainer import Trainer  # after validation: imports pull in the model stack
-  from spiral_jax import plots
   trainer = Trainer(cfg, FLAGS.workdir, progress=FLAGS.progress)
   state = trainer.run()
   if int(state.step) < cfg.num_steps:  # stopped by SIGTERM/SIGINT, checkpoint committed: exit 0
     return
   if not multihost.is_chief():  # process 0 writes the plot and the summary
     return
-  rows = metrics_lib.read(FLAGS.workdir)
-  png = plots.learning_curves({"run": rows}, Workdir(FLAGS.workdir).learning_curves)
-  print(summary(rows, png))
+  print(summary(metrics_lib.read(FLAGS.workdir), Workdir(FLAGS.workdir).learning_curves))
 
 
 def summary(rows: list[dict], png: str) -> str:

@@ -117,6 +117,7 @@ def test_sigterm_mid_step_saves_that_step_and_the_resumed_run_is_exact(tmp_path,
   assert _steps(tmp_path) == [0, 1]  # step 1 saved for the signal (checkpoint_every=100)
   assert not glob.glob(str(tmp_path / "checkpoints" / "*tmp*"))  # committed before run returned
   assert [r["step"] for r in metrics_lib.read(tmp_path)] == [1]
+  assert (tmp_path / "learning_curves.png").stat().st_size  # drawn on a stop signal too
   resumed = _run(tmp_path, checkpoint__every=100)
   _assert_same_run(tmp_path, resumed, *straight)
 

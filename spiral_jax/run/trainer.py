@@ -8,14 +8,17 @@ and each step's randomness is ``fold_in(seed, step)``, so a resumed run repeats 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import jax
 import numpy as np
 import tqdm
+from absl import logging
 
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
+from spiral_jax import plots
 from spiral_jax.games import core
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.parallel import multihost
@@ -157,10 +160,26 @@ class Trainer(setup.RunSetup):
 
     SIGTERM or SIGINT (a preemption notice, Ctrl-C) stops it after the current step, with that
     step's checkpoint written and committed; it then returns a state with ``step < num_steps``,
-    and rerunning resumes exactly. A second signal aborts at once.
+    and rerunning resumes exactly. A second signal aborts at once. ``learning_curves.png`` is
+    redrawn after every evaluation and on every way out: the end, a stop signal, an error.
     """
     with StopSignals() as stop:
-      return self._run(stop)
+      try:
+        return self._run(stop)
+      finally:
+        self.refresh_curves()
+
+  def refresh_curves(self) -> str | None:
+    """Redraws ``workdir/learning_curves.png`` from ``metrics.jsonl`` (process 0; None when there
+    is nothing to draw). Never raises: a plot must not hide the error a run is stopping on."""
+    if not multihost.is_chief() or not os.path.exists(self.paths.metrics):
+      return None
+    try:
+      return plots.learning_curves({"run": metrics_lib.read(self.workdir)},
+                                   self.paths.learning_curves)
+    except Exception as e:  # noqa: BLE001  (matplotlib, a full disk: report, never mask)
+      logging.warning("learning curves not drawn: %s", e)
+      return None
 
   def _run(self, stop: StopSignals) -> ts.TrainState:
     c = self.cfg
@@ -179,6 +198,7 @@ class Trainer(setup.RunSetup):
         writer.write(0, sft_metrics)
       if c.eval.every:
         writer.write(0, self.evaluate(state))
+        self.refresh_curves()
       self.checkpointer.save(0, state, force=True)
     if self.league is not None:
       self.league.save(0, state.params)  # the first opponent; a no-op once saved
@@ -215,9 +235,12 @@ class Trainer(setup.RunSetup):
       m.update({"time/rollout_s": t1 - t0, "time/learner_s": t2 - t1})
       if snapshot is not None:
         m["train/league_opponent_step"] = snapshot
-      if c.eval.every and (step % c.eval.every == 0 or step == c.num_steps):
+      evaluated = c.eval.every and (step % c.eval.every == 0 or step == c.num_steps)
+      if evaluated:
         m.update(self.evaluate(state))
       writer.write(step, m)
+      if evaluated:
+        self.refresh_curves()
       if multihost.is_chief():
         transcripts.write(self.paths.transcripts, step,
                           transcripts.records(r, [g.id for g in self.games]))

@@ -8,6 +8,7 @@ import pytest
 
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
+from spiral_jax.run import trainer as trainer_lib
 from spiral_jax.run.trainer import Trainer
 from tests import tiny_config as tiny_config_file
 
@@ -82,9 +83,16 @@ def _check_transcripts(workdir, steps):
   assert page.startswith("# Step 1: 2 games") and games[0]["moves"][0]["observation"] in page
 
 
-def test_evaluation_writes_win_rates_and_exact_exploitability(tmp_path):
+def test_evaluation_writes_win_rates_and_exact_exploitability(tmp_path, monkeypatch):
   cfg = tiny_config(num_steps=1, eval__every=1, eval__games=8)
+  drawn = []  # the metrics steps each drawing of the learning curves saw
+  draw = trainer_lib.plots.learning_curves
+  monkeypatch.setattr(trainer_lib.plots, "learning_curves", lambda runs, path: (
+      drawn.append([r["step"] for r in runs["run"]]), draw(runs, path))[1])
   Trainer(cfg, str(tmp_path), progress=False).run()
+  # Redrawn after each evaluation (step 0, then with step 1's row) and once more on the way out.
+  assert [d[-1] for d in drawn] == [0, 1, 1] and drawn[1] == drawn[0] + [1] == drawn[2]
+  assert (tmp_path / "learning_curves.png").stat().st_size
   evals = [r for r in metrics_lib.read(tmp_path) if "eval/KuhnPoker-v1/exploitability" in r]
   assert [r["step"] for r in evals] == [0, 1]
   for r in evals:
@@ -108,6 +116,7 @@ def test_the_run_stops_after_k_nonfinite_steps_in_a_row(tmp_path):
   trainer.train_step = poisoned
   with pytest.raises(FloatingPointError, match="2 policy steps in a row"):
     trainer.run()
+  assert (tmp_path / "learning_curves.png").stat().st_size  # drawn on the way out of an error
   rows = [r for r in metrics_lib.read(tmp_path) if "train/nonfinite" in r]
   assert [r["step"] for r in rows] == [1, 2] and all(r["train/nonfinite"] > 0 for r in rows)
   for line in open(tmp_path / "metrics.jsonl"):
