@@ -10,9 +10,11 @@
       --hf=/models/Qwen3-4B-Base --workdir=runs/qwen3_4b_base
 
 Runs the suites of ``eval/suites.py`` through ``run/evaluation.py`` (the trainer's periodic
-evaluation is the same code, with the same key for the same step), writes ``<workdir>/eval/<step>.json`` (every section: arena per
-game and opponent with Wilson intervals, the Kuhn exploitability reports with the 12 distributions
-keyed by OpenSpiel's information-state strings, reasoning) and ``<workdir>/eval/<step>.md``, and
+evaluation is the same code, with the same key for the same step), writes
+``<workdir>/eval/<step>.evaluate.json`` (every section: arena per game and opponent with Wilson
+intervals, the Kuhn exploitability reports with the 12 distributions keyed by OpenSpiel's
+information-state strings, reasoning) and ``<workdir>/eval/<step>.evaluate.md``, beside training's
+own ``eval/<step>.json`` (a name taken gets ``-2``, ``-3``, ...: nothing is overwritten), and
 prints the markdown. An HF model's files are ``eval/hf-<folder name>.{json,md}``. Without
 ``--config`` the run's own ``config.json`` is used. ``--config.x=y`` sets any field, including
 ``eval.*`` fields the config file does not list.

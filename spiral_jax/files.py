@@ -12,6 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from spiral_jax.errors import InputError
+
+LFS_POINTER = b"version https://git-lfs"  # what a git clone without git-lfs leaves for a big file
+
 
 def jsonable(x: Any) -> Any:
   """``x`` with NumPy scalars and arrays as plain values, tuples as lists, dict keys as strings,
@@ -40,3 +44,26 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
   """``obj`` as strict JSON (``jsonable``), written atomically."""
   atomic_write(path, json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def check_readable(path: str | os.PathLike, what: str) -> None:
+  """Raises ``InputError`` naming ``path`` when it is not the real file: a git-LFS pointer left by
+  a clone without git-lfs, or empty. ``what`` says what it should be ("a safetensors file")."""
+  with open(path, "rb") as f:
+    head = f.read(len(LFS_POINTER))
+  if head.startswith(LFS_POINTER):
+    raise InputError(f"{os.fspath(path)} is a git-LFS pointer, not {what}: fetch the file itself "
+                     "(git lfs pull, or huggingface-cli download)")
+  if not head:
+    raise InputError(f"{os.fspath(path)} is empty, not {what}: copy the file again")
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+  """The JSON object in ``path`` ({} when there is no file); a bad file is an error naming it."""
+  if not os.path.exists(path):
+    return {}
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except json.JSONDecodeError as error:
+    raise InputError(f"{os.fspath(path)!r} is not valid JSON ({error}); fix or remove it") from error

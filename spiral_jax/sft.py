@@ -6,7 +6,8 @@
 ``warm_start.steps`` supervised steps at ``warm_start.learning_rate`` on the scripted experts' games
 (``--player=random`` for the format-only control); the policy is saved as the run's step-0
 checkpoint, so ``evaluate`` reads it and ``python -m spiral_jax.train`` with the same config and
-workdir continues from it by self-play.
+workdir continues from it by self-play. SIGTERM or SIGINT stops it after the current step with
+its state saved (exit 0); the same command resumes it.
 """
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ def main(argv: Sequence[str]) -> None:
   cli.quiet_libraries()
   cfg = config_lib.from_config_dict(FLAGS.config)  # validates before anything compiles
   from spiral_jax.run import sft  # after validation: imports pull in the model stack
-  _, metrics = sft.train_sft(cfg, FLAGS.workdir, player=FLAGS.player, progress=FLAGS.progress)
+  state, metrics = sft.train_sft(cfg, FLAGS.workdir, player=FLAGS.player, progress=FLAGS.progress)
+  if state is None:  # stopped by SIGTERM/SIGINT, its state saved: exit 0
+    return
   print(f"SFT on {FLAGS.player} games, {cfg.warm_start.steps} steps: held-out NLL per response "
         f"token {metrics['sft/heldout_nll_before']:.3f} -> {metrics['sft/heldout_nll_after']:.3f}")
   for k in sorted(k for k in metrics if k.startswith("eval/") and not k.endswith("ci95")):

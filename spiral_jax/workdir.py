@@ -5,6 +5,7 @@
            checkpoints/shape_floors.json  the learner's padded shapes per checkpoint
            tokenizer/              the games' SentencePiece model, trained once
            league/<step>           league snapshots (params only)
+           warm_start/<step>       a stopped warm-start's state, until its step 0 is saved
            eval/<name>.json|md     evaluation reports
            transcripts/step_<N>.jsonl|md  a few whole games of each step, every response
            metrics.jsonl, tensorboard/, learning_curves.png, sft.jsonl
@@ -38,6 +39,10 @@ class Workdir:
   @property
   def tokenizer(self) -> str:
     return os.path.join(self.root, "tokenizer")
+
+  @property
+  def warm_start(self) -> str:
+    return os.path.join(self.root, "warm_start")
 
   @property
   def league(self) -> str:

@@ -26,6 +26,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
+from spiral_jax.rl import sft as sft_lib
 from spiral_jax.run.signals import StopSignals
 from spiral_jax.run.trainer import Trainer
 from tests import robustness_config
@@ -120,6 +121,34 @@ def test_sigterm_mid_step_saves_that_step_and_the_resumed_run_is_exact(tmp_path,
   assert (tmp_path / "learning_curves.png").stat().st_size  # drawn on a stop signal too
   resumed = _run(tmp_path, checkpoint__every=100)
   _assert_same_run(tmp_path, resumed, *straight)
+
+
+def test_sigterm_during_the_warm_start_stops_within_a_step_and_the_rerun_is_exact(
+    tmp_path, monkeypatch):
+  """A preemption notice while warm-start step 2 of 4 builds its batch: that step finishes, the
+  warm-start's state is saved, nothing else is; the rerun resumes it at step 2 and ends exactly
+  as an unbroken run (warm-start, then the policy steps)."""
+  warm = {"warm_start__steps": 4, "checkpoint__every": 100}
+  ref = _run(tmp_path / "ref", **warm)
+  batches = []
+  build = sft_lib.sft_batch
+
+  def batch_then_preempt(*args, **kwargs):
+    batches.append(1)
+    if len(batches) == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return build(*args, **kwargs)
+
+  monkeypatch.setattr(sft_lib, "sft_batch", batch_then_preempt)
+  workdir = tmp_path / "run"
+  stopped = _run(workdir, **warm)
+  monkeypatch.undo()
+  assert int(stopped.step) == 0 and len(batches) == 2  # stopped after the step under way
+  assert sorted(os.listdir(workdir / "warm_start")) == ["2", sft_lib.FLOORS]
+  assert not os.path.exists(workdir / "metrics.jsonl") and not _steps(workdir)
+  resumed = _run(workdir, **warm)
+  _assert_same_run(workdir, resumed, tmp_path / "ref", ref)
+  assert not os.path.exists(workdir / "warm_start")  # served: step 0 holds its result
 
 
 @pytest.mark.slow

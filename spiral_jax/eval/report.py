@@ -83,6 +83,16 @@ class EvalReport:
     return json_path, md_path
 
 
+def unused_name(folder: str, base: str) -> str:
+  """``base``, or ``base-2``, ``base-3``, ... : the first whose ``.json`` and ``.md`` do not exist
+  in ``folder``, so a report never replaces another."""
+  name, n = base, 1
+  while any(os.path.exists(os.path.join(folder, f"{name}{ext}")) for ext in (".json", ".md")):
+    n += 1
+    name = f"{base}-{n}"
+  return name
+
+
 def _kuhn_markdown(kuhn: Mapping[str, Mapping[str, dict]]) -> list[str]:
   lines = []
   for game_id, reports in kuhn.items():

@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from spiral_jax import files as files_lib
 from spiral_jax.errors import InputError
 from spiral_jax.model import transformer
 from spiral_jax.model.config import ModelConfig
@@ -67,12 +68,20 @@ class SafetensorsFolder:
       with open(index_path) as f:
         weight_map = json.load(f)["weight_map"]
       files = sorted(set(weight_map.values()))
+      for file in files:  # every shard, before any tensor is read: fail with its name
+        files_lib.check_readable(os.path.join(folder, file), "a safetensors file")
     else:
       files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
       weight_map = {}
       for file in files:
-        with safe_open(os.path.join(folder, file), framework="np") as handle:
-          weight_map.update({name: file for name in handle.keys()})
+        path = os.path.join(folder, file)
+        files_lib.check_readable(path, "a safetensors file")
+        try:
+          with safe_open(path, framework="np") as handle:
+            weight_map.update({name: file for name in handle.keys()})
+        except Exception as e:  # noqa: BLE001  (safetensors' own errors name no file)
+          raise InputError(f"{path} could not be read as safetensors ({e}): it is cut short or "
+                           "not a safetensors file; copy it again") from e
     if not files:
       raise FileNotFoundError(f"{folder!r} has no *.safetensors files")
     self.folder = folder
@@ -84,8 +93,12 @@ class SafetensorsFolder:
 
   def _header(self, file: str) -> tuple[int, dict[str, Any]]:
     if file not in self._headers:
-      with open(os.path.join(self.folder, file), "rb") as f:
-        size = pystruct.unpack("<Q", f.read(8))[0]
+      path = os.path.join(self.folder, file)
+      with open(path, "rb") as f:
+        size = pystruct.unpack("<Q", f.read(8).ljust(8, b"\0"))[0]
+        if 8 + size > os.path.getsize(path):
+          raise InputError(f"{path}: its header claims {size} bytes, more than the file holds: "
+                           "it is cut short or not a safetensors file; copy it again")
         self._headers[file] = (8 + size, json.loads(f.read(size)))
     return self._headers[file]
 

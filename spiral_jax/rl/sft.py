@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import shutil
 from typing import Callable, Sequence
 
 import jax
@@ -27,12 +29,17 @@ import numpy as np
 import optax
 import tqdm
 
+from spiral_jax import checkpoint as checkpoint_lib
 from spiral_jax.games import core, experts
+from spiral_jax.parallel import multihost
 from spiral_jax.play import rollout
-from spiral_jax.rl import batching, losses
+from spiral_jax.rl import batching, floors, losses
 from spiral_jax.rl.logprobs import make_logprob_fn
 from spiral_jax.rl import train_step as ts
 from spiral_jax.text import templates
+
+FLOORS = "shape_floors.json"  # beside a stopped warm-start's checkpoint: its padded shapes
+
 
 # ---- scripted responses ----
 def explanation(game: core.Game, state: core.State, seat: int, action: int) -> str:
@@ -162,17 +169,25 @@ def move_pools(setup, player: str, pool_games: int, key: jax.Array) -> list[list
 
 
 def warm_start(setup, params, player: str = "random", pool_games: int = 2048,
-               log_every: int = 0, log_fn: Callable[[int, dict], None] | None = None):
+               log_every: int = 0, log_fn: Callable[[int, dict], None] | None = None, *,
+               directory: str | None = None, should_stop: Callable[[], bool] | None = None):
   """``setup.cfg.warm_start.steps`` supervised steps (Adam, ``warm_start.learning_rate``) on
-  scripted games; returns (params, metrics).
+  scripted games; returns (params, metrics), ``metrics["warm_start/steps"]`` the steps done.
 
   The moves of ``pool_games`` games per kind are played, rendered and tokenized once; each step
   draws its batch from that pool (each kind's share of ``batch_size``) without replacement. The
   step is the learner's (micro-batches, mesh shardings); ``params`` are copied, not donated.
   ``log_fn(step, {"sft/nll": ...})`` is called every ``log_every`` steps.
+
+  Stopping and resuming (``directory``, e.g. ``workdir/warm_start``): when ``should_stop()`` turns
+  true the step under way finishes and its whole state (parameters, Adam's moments, step, padded
+  shapes) is saved there; the params returned are then those of a partial warm-start (fewer
+  ``warm_start/steps``). A later call with the same ``directory`` starts from that step (the pools
+  and the batch draws are functions of the seed, replayed) and ends exactly as an unbroken one.
   """
   from spiral_jax.parallel import mesh as mesh_lib  # lazy: only training needs the rules
   cfg = setup.cfg
+  total = cfg.warm_start.steps
   tx, step = make_sft_step(make_logprob_fn(setup.graphdef, 1.0), cfg.warm_start.learning_rate,
                            cfg.num_micro_batches, jit=False)
   state = ts.init_state(jax.tree.map(jnp.copy, params), tx, 1, cfg.seed)
@@ -180,20 +195,54 @@ def warm_start(setup, params, player: str = "random", pool_games: int = 2048,
   pools = move_pools(setup, player, pool_games, jax.random.key(cfg.seed + 7))
   rng = np.random.default_rng(cfg.seed)
   floor = batching.ShapeFloor()  # pads each batch to the largest so far: few compilations
-  loss = float("nan")
-  bar = tqdm.tqdm(total=cfg.warm_start.steps, desc=f"SFT ({player})", dynamic_ncols=True,
-                  disable=not getattr(setup, "progress", False))
-  for i in range(cfg.warm_start.steps):
+  def checkpointer() -> checkpoint_lib.Checkpointer:
+    return checkpoint_lib.Checkpointer(directory, keep=1, async_save=False, keep_first=False)
+
+  saver = checkpointer() if directory and os.path.isdir(directory) else None  # none: no folder
+  done = 0
+  if saver is not None and saver.latest_step() is not None:
+    done = saver.latest_step()
+    state = saver.restore(done, state)
+    floor = floors.load(os.path.join(directory, FLOORS), done) or floor
+    print(f"warm-start resumed from step {done} of {total} in {directory}", flush=True)
+
+  def draw() -> list[rollout.Move]:
     moves = []
     for pool, quota in zip(pools, cfg.game_quotas):
       moves += [pool[j] for j in rng.choice(len(pool), min(quota, len(pool)), replace=False)]
-    state, m = step(state, sft_batch(moves, cfg.sampling.max_new_tokens,
+    return moves
+
+  for _ in range(done):  # the draws of the steps already done
+    draw()
+  loss = float("nan")
+  bar = tqdm.tqdm(total=total, initial=done, desc=f"SFT ({player})", dynamic_ncols=True,
+                  disable=not getattr(setup, "progress", False))
+  while done < total:
+    state, m = step(state, sft_batch(draw(), cfg.sampling.max_new_tokens,
                                      setup.tokenizer.pad_id, floor))
     loss = float(m["loss"])  # the batch's NLL before this update
+    done += 1
     bar.update(1)
     bar.set_postfix(nll=f"{loss:.3f}")
-    if log_fn is not None and log_every and (i + 1) % log_every == 0:
-      log_fn(i + 1, {"sft/nll": loss})
+    if log_fn is not None and log_every and done % log_every == 0:
+      log_fn(done, {"sft/nll": loss})
+    if should_stop is not None and should_stop() and done < total and directory:
+      saver = saver or checkpointer()
+      saver.save(done, state, force=True)
+      if multihost.is_chief():
+        floors.save(os.path.join(directory, FLOORS), done, floor, [done])
+      break
   bar.close()
-  return state.params, {"warm_start/nll": loss, "warm_start/steps": cfg.warm_start.steps,
+  if saver is not None:
+    saver.close()
+  return state.params, {"warm_start/nll": loss, "warm_start/steps": done,
                         "warm_start/pool_moves": sum(len(p) for p in pools)}
+
+
+def clear_warm_start(directory: str) -> None:
+  """Removes a finished warm-start's saved state (its result is the run's step-0 checkpoint);
+  every process calls it."""
+  multihost.barrier("spiral_jax:clear_warm_start")
+  if multihost.is_chief() and os.path.isdir(directory):
+    shutil.rmtree(directory)
+  multihost.barrier("spiral_jax:cleared_warm_start")

@@ -10,6 +10,7 @@ import jax
 
 from spiral_jax import config as config_lib
 from spiral_jax.errors import InputError
+from spiral_jax.eval import report as report_lib
 from spiral_jax.eval import suites
 from spiral_jax.model.policy import Policy
 from spiral_jax.parallel import mesh as mesh_lib
@@ -59,7 +60,9 @@ def evaluate_run(cfg: config_lib.TrainConfig, workdir: str, *, step: int | None 
                  problems: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
                  echo: bool = True):
   """Evaluates checkpoint ``step`` of the run in ``workdir`` (or the HF folder ``hf``) with
-  ``cfg``'s suites; returns ``(EvalReport, json path, markdown path)``. ``problems`` replaces the
+  ``cfg``'s suites; returns ``(EvalReport, json path, markdown path)``: ``eval/<step>.evaluate``
+  (an HF folder: ``eval/hf-<folder>``), with ``-2``, ``-3``, ... when that report exists, so
+  training's ``eval/<step>.json`` and earlier evaluations are never overwritten. ``problems`` replaces the
   configured benchmarks (``{name: [problem, ...]}``)."""
   paths = Workdir(workdir)
   paths.check_writable()
@@ -74,12 +77,13 @@ def evaluate_run(cfg: config_lib.TrainConfig, workdir: str, *, step: int | None 
     title = f"Evaluation of {os.path.basename(os.path.normpath(hf))}"
   else:
     policy, step = load_checkpoint_policy(cfg, workdir, step, mesh)
-    name = str(step)
+    name = f"{step}.evaluate"  # beside training's own eval/<step>.json, never over it
     key = setup.eval_key(cfg, step)  # as the trainer's at this step
     header = {"step": step, "source": {"workdir": os.path.abspath(workdir), "checkpoint": step}}
     title = f"Evaluation of {os.path.basename(os.path.abspath(workdir))} at step {step}"
   report = suites.Evaluator(cfg, problems).run(policy, key)
-  json_path, md_path = report.write(paths.eval, name, title, **header)
+  json_path, md_path = report.write(paths.eval, report_lib.unused_name(paths.eval, name), title,
+                                    **header)
   if echo:
     print(report.to_markdown(title))
     print(f"wrote {json_path} and {md_path}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import jax
 
@@ -15,6 +16,7 @@ from spiral_jax.errors import InputError
 from spiral_jax.rl import sft
 from spiral_jax.rl.logprobs import make_logprob_fn
 from spiral_jax.run import setup
+from spiral_jax.run.signals import StopSignals
 from spiral_jax.workdir import Workdir
 
 
@@ -28,7 +30,9 @@ def train_sft(cfg, workdir: str, *, player: str = "expert", progress: bool = Tru
   checkpoint (with a fresh optimizer state for self-play), ``metrics.jsonl`` (one step-0 row:
   the NLL on ``held_out_games`` unseen games per kind before and after, and the evaluation suites
   when ``eval.every`` > 0), ``sft.jsonl`` (the loss every ``log_every`` steps) and ``eval/0.json``.
-  Returns (the saved ``TrainState``, that row's metrics).
+  Returns (the saved ``TrainState``, that row's metrics). SIGTERM or SIGINT stops it after the
+  step under way with its state saved (``warm_start``); it then returns ``(None, metrics)``, and the
+  same call again resumes it and ends exactly as an unbroken run.
   """
   if cfg.warm_start.steps < 1:
     raise InputError(f"warm_start.steps={cfg.warm_start.steps}: the SFT baseline trains for "
@@ -45,13 +49,23 @@ def train_sft(cfg, workdir: str, *, player: str = "expert", progress: bool = Tru
                           response_len=cfg.sampling.max_new_tokens, pad_id=run.tokenizer.pad_id,
                           rows=max(64, cfg.micro_batch))  # few shapes
   before = nll(state.params)
-  with open(run.paths.sft_log, "w") as log:
+  resuming = os.path.isdir(run.paths.warm_start)  # a stopped SFT's state: continue it
+  with StopSignals() as stop, open(run.paths.sft_log, "a" if resuming else "w") as log:
     def write(step: int, row: dict) -> None:
       log.write(json.dumps({"step": step, **row}) + "\n")
       log.flush()
-    write(0, {"sft/heldout_nll": before})
+    if not resuming:
+      write(0, {"sft/heldout_nll": before})
     params, metrics = sft.warm_start(run, state.params, player=player, pool_games=pool_games,
-                                 log_every=log_every, log_fn=write)
+                                     log_every=log_every, log_fn=write,
+                                     directory=run.paths.warm_start,
+                                     should_stop=lambda: stop.received is not None)
+    if metrics["warm_start/steps"] < cfg.warm_start.steps:
+      run.checkpointer.close()
+      print(f"stopped by {stop.name} after SFT step {metrics['warm_start/steps']} of "
+            f"{cfg.warm_start.steps}; its state is saved: rerun the same command to resume from "
+            f"{workdir}", flush=True)
+      return None, metrics
     after = nll(params)
     write(cfg.warm_start.steps, {"sft/heldout_nll": after})
   metrics = {f"sft/{k.split('/', 1)[1]}": v for k, v in metrics.items()}
@@ -64,5 +78,6 @@ def train_sft(cfg, workdir: str, *, player: str = "expert", progress: bool = Tru
   writer.write(0, metrics)
   writer.close()
   run.checkpointer.save(0, state, force=True)
-  run.checkpointer.close()
+  run.checkpointer.close()  # committed: the stopped state, if any, has served
+  sft.clear_warm_start(run.paths.warm_start)
   return state, metrics

@@ -23,10 +23,10 @@ from spiral_jax.games import core
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.parallel import multihost
 from spiral_jax.play import agents, opponents, rollout
-from spiral_jax.rl import batching, rae, sft
+from spiral_jax.rl import batching, floors, rae, sft
 from spiral_jax.rl import train_step as ts
 from spiral_jax.rl.logprobs import make_logprob_fn
-from spiral_jax.run import floors, setup, transcripts
+from spiral_jax.run import setup, transcripts
 from spiral_jax.run.signals import StopSignals
 from spiral_jax.sampling import prefixes
 
@@ -193,13 +193,24 @@ class Trainer(setup.RunSetup):
       print(f"resumed from step {int(state.step)} in {self.workdir}")
     else:
       if c.warm_start.steps:
-        params, sft_metrics = sft.warm_start(self, state.params)
+        params, sft_metrics = sft.warm_start(self, state.params, directory=self.paths.warm_start,
+                                             should_stop=lambda: stop.received is not None)
+        if sft_metrics["warm_start/steps"] < c.warm_start.steps:  # stopped, its state saved
+          self.checkpointer.close()
+          writer.close()
+          print(f"stopped by {stop.name} after warm-start step {sft_metrics['warm_start/steps']} "
+                f"of {c.warm_start.steps}; its state is saved: rerun the same command to resume "
+                f"from {self.workdir}", flush=True)
+          return state
         state = self.placed(state.replace(params=params, opt_state=self.tx.init(params)))
         writer.write(0, sft_metrics)
       if c.eval.every:
         writer.write(0, self.evaluate(state))
         self.refresh_curves()
       self.checkpointer.save(0, state, force=True)
+      if c.warm_start.steps:
+        self.checkpointer.wait()  # step 0 committed: the warm-start's own state has served
+        sft.clear_warm_start(self.paths.warm_start)
     if self.league is not None:
       self.league.save(0, state.params)  # the first opponent; a no-op once saved
     with_reference = c.rl.needs_reference

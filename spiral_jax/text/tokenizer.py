@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import abc
 import io
-import json
 import os
 import pathlib
 from typing import Any, Iterable, Mapping, Sequence
@@ -314,9 +313,9 @@ def load_tokenizer(folder: str | os.PathLike, *, eos_token: Token | None = None,
   folder = pathlib.Path(folder)
   if not folder.is_dir():
     raise InputError(f"tokenizer folder {str(folder)!r} does not exist or is not a folder")
-  config = _read_json(folder / TOKENIZER_CONFIG)
-  special_map = _read_json(folder / SPECIAL_TOKENS_MAP)
-  generation = _read_json(folder / GENERATION_CONFIG)
+  config = files.read_json(folder / TOKENIZER_CONFIG)
+  special_map = files.read_json(folder / SPECIAL_TOKENS_MAP)
+  generation = files.read_json(folder / GENERATION_CONFIG)
   token = lambda key: _token_content(config.get(key)) or _token_content(special_map.get(key))
   config_eos, config_pad, config_bos = token("eos_token"), token("pad_token"), token("bos_token")
   stop_tokens: list[Token] = []
@@ -332,10 +331,18 @@ def load_tokenizer(folder: str | os.PathLike, *, eos_token: Token | None = None,
   specials = dict(eos_token=eos_token if eos_token is not None else config_eos,
                   pad_token=pad_token if pad_token is not None else config_pad,
                   bos_token=config_bos, stop_tokens=stop_tokens, config=config)
-  if (folder / TOKENIZER_JSON).exists():
-    return HFTokenizer.from_file(folder / TOKENIZER_JSON, **specials)
-  if (folder / SENTENCEPIECE_MODEL).exists():
-    return SentencePieceTokenizer(folder / SENTENCEPIECE_MODEL, **specials)
+  for name, kind in ((TOKENIZER_JSON, HFTokenizer.from_file),
+                     (SENTENCEPIECE_MODEL, SentencePieceTokenizer)):
+    if (path := folder / name).exists():
+      files.check_readable(path, f"a {name}")
+      try:
+        (tokenizer := kind(path, **specials)).encode("a")  # a damaged file fails by here
+      except InputError:
+        raise
+      except Exception as e:  # noqa: BLE001  (sentencepiece, tokenizers, JSON, UTF-8: any)
+        raise InputError(f"{path} could not be read as a tokenizer ({type(e).__name__}: "
+                         f"{str(e).strip()[:200]}); copy the model's own {name} again") from e
+      return tokenizer
   found = sorted(p.name for p in folder.iterdir())
   raise InputError(f"{str(folder)!r} has neither {TOKENIZER_JSON} nor {SENTENCEPIECE_MODEL} "
                    f"(found {found}); save a tokenizer there first")
@@ -390,11 +397,3 @@ def _token_content(value: Any) -> str | None:
 def _as_list(value: Any) -> list[Any]:
   return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
-
-def _read_json(path: pathlib.Path) -> dict[str, Any]:
-  if not path.exists():
-    return {}
-  try:
-    return json.loads(path.read_text(encoding="utf-8"))
-  except json.JSONDecodeError as error:
-    raise InputError(f"{str(path)!r} is not valid JSON ({error}); fix or remove it") from error

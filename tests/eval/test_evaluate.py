@@ -14,6 +14,7 @@ import pytest
 from spiral_jax import config as config_lib
 from spiral_jax import evaluate
 from spiral_jax.eval import kuhn_exact
+from spiral_jax.eval import report as report_lib
 from spiral_jax.eval import suites
 from spiral_jax.run import evaluation as run_evaluation
 from spiral_jax.run.trainer import Trainer
@@ -51,6 +52,10 @@ def run(tmp_path_factory):
 
 def test_evaluate_writes_every_section_and_the_summary(run, tmp_path, capsys):
   config_file, workdir = run
+  (workdir / "eval").mkdir(exist_ok=True)  # training's own report of step 1, as its eval writes
+  for ext in (".json", ".md"):
+    (workdir / "eval" / f"1{ext}").write_text(f"training's report{ext}")
+  before = {p.name: p.read_bytes() for p in (workdir / "eval").iterdir()}
   evaluate.main(evaluate.parse_flags([
       "evaluate", f"--config={config_file}", f"--workdir={workdir}",
       "--config.eval.opponents=random,self", "--config.eval.kuhn_samples=4",
@@ -58,7 +63,9 @@ def test_evaluate_writes_every_section_and_the_summary(run, tmp_path, capsys):
       f"--config.eval.source_dir={DATA}", "--config.eval.reasoning_limit=2",
       "--config.eval.reasoning_samples=2", "--config.eval.reasoning_max_new_tokens=8"]))
   printed = capsys.readouterr().out
-  with open(workdir / "eval" / "1.json") as f:
+  assert {p.name: p.read_bytes() for p in (workdir / "eval").iterdir()
+          if p.name in before} == before and "1.json" in before  # beside, never over
+  with open(workdir / "eval" / "1.evaluate.json") as f:
     report = json.load(f)
   assert report["step"] == 1 and report["source"]["checkpoint"] == 1
 
@@ -105,12 +112,20 @@ def test_evaluate_writes_every_section_and_the_summary(run, tmp_path, capsys):
     assert name in metrics, name
   assert metrics["eval/KuhnPoker-v1/exploitability"] == scored["exploitability"]
 
-  summary = (workdir / "eval" / "1.md").read_text()
+  summary = (workdir / "eval" / "1.evaluate.md").read_text()
   for needle in ("## Arena", "**policy** vs **self**", "## Kuhn Poker exploitability",
                  "| scored |", "sampled (4 per set)", "`0pb`", "## Reasoning", "| math500 |",
                  "| gpqa_diamond |", "**average**"):
     assert needle in summary, needle
-  assert "## Reasoning" in printed and str(workdir / "eval" / "1.md") in printed
+  assert "## Reasoning" in printed and str(workdir / "eval" / "1.evaluate.md") in printed
+
+
+def test_a_report_name_that_is_taken_gets_the_next_number(tmp_path):
+  assert report_lib.unused_name(str(tmp_path), "3.evaluate") == "3.evaluate"
+  (tmp_path / "3.evaluate.md").write_text("an earlier evaluation")
+  assert report_lib.unused_name(str(tmp_path), "3.evaluate") == "3.evaluate-2"
+  (tmp_path / "3.evaluate-2.json").write_text("{}")
+  assert report_lib.unused_name(str(tmp_path), "3.evaluate") == "3.evaluate-3"
 
 
 def test_evaluate_reads_the_run_config_and_names_missing_checkpoints(run, tmp_path):

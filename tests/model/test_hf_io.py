@@ -8,6 +8,7 @@ import pytest
 import torch
 import transformers
 
+from spiral_jax.errors import InputError
 from spiral_jax.model import Policy, export_hf
 from spiral_jax.model.hf import SafetensorsFolder
 from spiral_jax.sampling import generate
@@ -97,3 +98,21 @@ def test_tokenizer_is_read_used_and_exported(tmp_path):
   again = Policy.from_hf(str(tmp_path / "out"), dtype="float32")
   assert again.tokenizer.encode("w5 w6") == tok.encode("w5 w6")
   assert json.load(open(tmp_path / "out" / "config.json"))["eos_token_id"] == tok.eos_id
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda p: p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n"),
+     "is a git-LFS pointer, not a safetensors file"),
+    (lambda p: p.write_bytes(p.read_bytes()[:4]), "it is cut short or not a safetensors file"),
+], ids=["lfs-pointer", "cut-short"])
+@pytest.mark.parametrize("sharded", [False, True])
+def test_a_weights_file_that_is_not_one_is_named(tmp_path, damage, says, sharded):
+  """A Hugging Face folder cloned without git-lfs (or copied halfway) fails with the file's name
+  before any tensor is read (safetensors alone says "header too large")."""
+  model = ckpt.build_model("qwen3", seed=8)
+  folder = ckpt.save(model, str(tmp_path), **({"max_shard_size": "60KB"} if sharded else {}))
+  victim = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))[-1]
+  damage(tmp_path / victim)
+  with pytest.raises(InputError, match=victim) as error:
+    Policy.from_hf(folder)
+  assert says in str(error.value) and str(tmp_path / victim) in str(error.value), error.value

@@ -2,6 +2,8 @@
 Kuhn games lowers the held-out NLL and saves a checkpoint that evaluation loads."""
 import json
 import os
+import signal
+import sys
 
 import jax
 import numpy as np
@@ -71,11 +73,25 @@ def test_every_scripted_expert_response_parses_to_its_move():
       state, int(state.current_seat))
 
 
-def test_sft_on_expert_kuhn_lowers_nll_and_saves_a_loadable_checkpoint(tmp_path):
-  cfg = tiny_config(num_steps=0, warm_start__steps=4, warm_start__learning_rate=3e-2,
-                    sampling=dict(max_new_tokens=24), rl__loss=dict(drgrpo_constant=24.0))
-  state, metrics = sft_run.train_sft(cfg, str(tmp_path), progress=False, pool_games=256,
-                                 held_out_games=32, log_every=2)
+def _sft_config():
+  return tiny_config(num_steps=0, warm_start__steps=4, warm_start__learning_rate=3e-2,
+                     sampling=dict(max_new_tokens=24), rl__loss=dict(drgrpo_constant=24.0))
+
+
+def _train_sft(workdir):
+  return sft_run.train_sft(_sft_config(), str(workdir), progress=False, pool_games=256,
+                           held_out_games=32, log_every=2)
+
+
+@pytest.fixture(scope="module")
+def unbroken_sft(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("sft")
+  return (workdir, *_train_sft(workdir))
+
+
+def test_sft_on_expert_kuhn_lowers_nll_and_saves_a_loadable_checkpoint(unbroken_sft):
+  tmp_path, state, metrics = unbroken_sft
+  cfg = _sft_config()
   before, after = metrics["sft/heldout_nll_before"], metrics["sft/heldout_nll_after"]
   assert after < 0.7 * before, (before, after)  # held-out expert games, not the training pool
   with open(Workdir(str(tmp_path)).sft_log) as f:
@@ -93,6 +109,34 @@ def test_sft_on_expert_kuhn_lowers_nll_and_saves_a_loadable_checkpoint(tmp_path)
   with pytest.raises(ValueError, match="already holds checkpoints"):
     sft_run.train_sft(cfg, str(tmp_path), progress=False, pool_games=8)
   assert (tmp_path / "config.json").read_text() == config_before  # refused before writing
+
+
+def test_sigterm_stops_sft_after_the_step_under_way_and_the_rerun_is_exact(tmp_path, monkeypatch,
+                                                                           unbroken_sft):
+  """SIGTERM while SFT step 3 of 4 builds its batch: the step finishes, the SFT state is saved,
+  no step-0 checkpoint is written; the same call again resumes at step 3 and writes the same
+  checkpoint, log and metrics as an unbroken run."""
+  batches, build = [], sft.sft_batch
+
+  def batch_then_preempt(*args, **kwargs):
+    batches.append(sys._getframe(1).f_code.co_name)  # the held-out NLL builds batches too
+    if batches.count("warm_start") == 3:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return build(*args, **kwargs)
+
+  monkeypatch.setattr(sft, "sft_batch", batch_then_preempt)
+  state, metrics = _train_sft(tmp_path)
+  monkeypatch.undo()
+  assert state is None and metrics["warm_start/steps"] == 3 == batches.count("warm_start")
+  assert sorted(os.listdir(tmp_path / "warm_start")) == ["3", sft.FLOORS]
+  assert not Workdir(str(tmp_path)).checkpoint_steps()
+  state, metrics = _train_sft(tmp_path)
+  ref_dir, ref_state, ref_metrics = unbroken_sft
+  assert metrics == ref_metrics and not os.path.exists(tmp_path / "warm_start")
+  for a, b in zip(jax.tree.leaves(ref_state), jax.tree.leaves(state), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for name in ("sft.jsonl", "metrics.jsonl"):
+    assert (tmp_path / name).read_text() == (ref_dir / name).read_text()
 
 
 def test_sft_needs_steps():

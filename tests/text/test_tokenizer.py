@@ -2,11 +2,13 @@
 training is deterministic and round-trips any text; folders load, save and reload."""
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from spiral_jax.errors import InputError
 from spiral_jax.text import templates
 from spiral_jax.text.tokenizer import (CHAT_SPECIAL_TOKENS, HFTokenizer, SentencePieceTokenizer,
                                        load_tokenizer, train_sentencepiece)
@@ -298,3 +300,27 @@ def test_plain_sentencepiece_model_uses_its_own_specials():
   assert tok.pad_id == tok.eos_id and tok.stop_ids == (tok.eos_id,)
   assert tok.decode(tok.encode("You are playing")) == "You are playing"
   assert "<s>" in tok.special_tokens
+
+
+LFS = "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 11422654\n".format("0" * 64)
+
+
+@pytest.mark.parametrize("name", ["tokenizer.model", "tokenizer.json"])
+@pytest.mark.parametrize("damage, says", [
+    (lambda p: p.write_text(LFS), "is a git-LFS pointer, not a {name}: fetch the file itself"),
+    (lambda p: p.write_bytes(b""), "is empty, not a {name}"),
+    (lambda p: p.write_bytes(p.read_bytes()[:40]), "could not be read as a tokenizer"),
+    (lambda p: p.write_bytes(b"\x00\xff" * 20), "could not be read as a tokenizer"),
+], ids=["lfs-pointer", "empty", "cut-short", "garbage"])
+def test_a_damaged_tokenizer_file_is_named(tmp_path, sp_tokenizer, qwen_folder, name, damage,
+                                           says):
+  """A run's or a model's tokenizer file that is not the real file: one InputError naming the
+  file and what to do, never sentencepiece's or tokenizers' internal message alone."""
+  if name == "tokenizer.model":
+    sp_tokenizer.save(tmp_path)
+  else:
+    (tmp_path / name).write_text((qwen_folder / name).read_text())
+  damage(tmp_path / name)
+  with pytest.raises(InputError, match=re.escape(str(tmp_path / name))) as error:
+    load_tokenizer(tmp_path)
+  assert says.format(name=name) in str(error.value)
