@@ -19,12 +19,12 @@ def get_config():
   # 16 tokens with the end of turn in the 512-piece tokenizer.
   c.sampling.update(dict(max_new_tokens=24, temperature=1.0, top_p=1.0, top_k=0))
   c.rl.loss.drgrpo_constant = 24.0
-  c.eval.every = 1                      # evaluate the SFT policy once, at its step 0
-  c.eval.games = 256
+  # eval.every, eval.games and eval.games_per_batch stay tiny_cpu's (100, 1024, 256): the SFT
+  # policy is evaluated at its step 0 whenever eval.every > 0, and self-play continued from this
+  # workdir (`spiral_jax.train` with this config) evaluates as the CPU default does, not every step.
   c.eval.opponents = ("random", "expert", "self")
   c.eval.kuhn_samples = 50              # also the exploitability of sampled play
   c.eval.extra_games = ()
-  c.eval.games_per_batch = 0
   c.eval.reasoning = ()                 # a 2-layer model has no reasoning to measure
   c.eval.data_dir = ""
   c.eval.source_dir = ""

@@ -201,3 +201,14 @@ def test_rae_groups_must_split_over_the_rollout_shards():
     config_lib.from_config_dict(c)
   c.rl.rae_groups = 4
   assert config_lib.from_config_dict(c).rl.rae_groups == 4
+
+
+@pytest.mark.parametrize("name", ["sft_baseline_kuhn_tiny", "sft_baseline_multigame_qwen3_4b"])
+def test_sft_configs_chain_into_self_play_with_its_evaluation_cadence(name):
+  """The README continues an SFT run by self-play with the same config file: a first stage's
+  settings must not leak into the second (an evaluation every step made the tiny one 4x slower),
+  and evaluation goes in bounded batches, never all games at once."""
+  cfg = config_lib.from_config_dict(importlib.import_module(f"experiments.{name}").get_config())
+  assert cfg.num_steps == 0 and cfg.warm_start.steps > 0
+  assert cfg.eval.every == 0 or cfg.eval.every >= 16, cfg.eval.every
+  assert cfg.eval.games_per_batch > 0
