@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from spiral_jax.errors import InputError
 from spiral_jax.model import transformer
 from spiral_jax.model.config import ModelConfig
 from spiral_jax.parallel import mesh as mesh_lib
@@ -61,14 +62,14 @@ def topology(name: str) -> Topology:
   if m := re.fullmatch(r"(v4|v5p|v5e|v5litepod|v6e)-(\d+)", key):
     hbm, cores = _TPUS[m[1]]
     if int(m[2]) % cores or int(m[2]) < cores:
-      raise ValueError(f"--topology={name}: {m[1]} names count TensorCores ({cores} per chip); "
+      raise InputError(f"--topology={name}: {m[1]} names count TensorCores ({cores} per chip); "
                        f"use a multiple of {cores}, e.g. {m[1]}-{4 * cores}")
     return Topology(key, int(m[2]) // cores, hbm, "tpu")
   if m := re.fullmatch(r"(h100|h200)(?:x(\d+))?", key):
     return Topology(key, int(m[2] or 1), _GPUS[m[1]], "gpu")
   if m := re.fullmatch(r"cpu(?:-(\d+))?", key):
     return Topology(key, int(m[1] or 8), CPU_BYTES, "cpu")
-  raise ValueError(f"--topology={name!r} is unknown; use v4-8, v5e-8, v5p-16, v6e-8, h100x8, "
+  raise InputError(f"--topology={name!r} is unknown; use v4-8, v5e-8, v5p-16, v6e-8, h100x8, "
                    "h200x8 or cpu (other sizes too: v5p-32, h100x4, cpu-4, ...)")
 
 

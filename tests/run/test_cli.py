@@ -27,6 +27,7 @@ CASES = [
     ("sft --workdir={w} --config.warm_start.stepz=3",
      "unknown config field 'warm_start.stepz': did you mean 'warm_start.steps'?"),
     ("plan --config=" + CONFIG + " --headroom=2", "--headroom=2.0 must lie in (0, 1]"),
+    ("plan --config=" + CONFIG + " --topology=v9x-3", "--topology='v9x-3' is unknown"),
 ]
 
 
