@@ -16,8 +16,8 @@ from typing import Sequence
 from absl import flags
 from ml_collections import config_flags
 
-from spiral_jax import config as config_lib
 from spiral_jax import cli
+from spiral_jax import config as config_lib
 
 
 def define_flags(fv: flags.FlagValues) -> None:

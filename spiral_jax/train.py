@@ -14,9 +14,9 @@ from typing import Sequence
 from absl import flags
 from ml_collections import config_flags
 
+from spiral_jax import cli
 from spiral_jax import config as config_lib
 from spiral_jax import metrics as metrics_lib
-from spiral_jax import cli
 from spiral_jax.workdir import Workdir
 
 

@@ -20,8 +20,8 @@ from typing import Sequence
 from absl import flags
 from ml_collections import config_flags
 
-from spiral_jax.plan.planner import run
 from spiral_jax import cli
+from spiral_jax.plan.planner import run
 
 
 def define_flags(fv: flags.FlagValues) -> None:
