@@ -66,6 +66,14 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def any_process(flag: bool) -> bool:
+  """Whether ``flag`` is set on any process; every process must call it at the same point, and
+  all get the same answer (one process: ``flag``)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(multihost_utils.process_allgather(np.array([int(bool(flag))], np.int32)).any())
+
+
 def resolve_shards(num_shards: int) -> int:
   """``num_shards`` rollout shards, 0 meaning one per process; checked against the devices."""
   shards = num_shards or jax.process_count()

@@ -59,7 +59,7 @@ def train_sft(cfg, workdir: str, *, player: str = "expert", progress: bool = Tru
     params, metrics = sft.warm_start(run, state.params, player=player, pool_games=pool_games,
                                      log_every=log_every, log_fn=write,
                                      directory=run.paths.warm_start,
-                                     should_stop=lambda: stop.received is not None)
+                                     should_stop=stop.agreed)
     if metrics["warm_start/steps"] < cfg.warm_start.steps:
       run.checkpointer.close()
       print(f"stopped by {stop.name} after SFT step {metrics['warm_start/steps']} of "

@@ -5,6 +5,8 @@ import signal
 import threading
 from typing import Any
 
+from spiral_jax.parallel import multihost
+
 
 class StopSignals:
   """While its ``with`` block runs, SIGTERM and SIGINT ask the training loop to stop after the
@@ -17,11 +19,24 @@ class StopSignals:
 
   def __init__(self):
     self.received: int | None = None  # the first signal's number
+    self._elsewhere = False  # another process received one (``agreed``)
     self._previous: dict[int, Any] = {}
 
   @property
   def name(self) -> str:
-    return signal.Signals(self.received).name if self.received is not None else ""
+    if self.received is not None:
+      return signal.Signals(self.received).name
+    return "a stop signal to another process" if self._elsewhere else ""
+
+  def agreed(self) -> bool:
+    """Whether any process has received a signal. A preemption notice may reach one host of a
+    slice first; deciding per process would leave the others waiting in the next step's
+    collectives, so every process calls this at the same point of each step and all stop after
+    the same one. One process: whether this one received a signal."""
+    mine = self.received is not None  # read once: the answer is what the others were told
+    anyone = multihost.any_process(mine or self._elsewhere)
+    self._elsewhere = self._elsewhere or (anyone and not mine)
+    return anyone
 
   def __enter__(self) -> StopSignals:
     if threading.current_thread() is threading.main_thread():

@@ -194,7 +194,7 @@ class Trainer(setup.RunSetup):
     else:
       if c.warm_start.steps:
         params, sft_metrics = sft.warm_start(self, state.params, directory=self.paths.warm_start,
-                                             should_stop=lambda: stop.received is not None)
+                                             should_stop=stop.agreed)
         if sft_metrics["warm_start/steps"] < c.warm_start.steps:  # stopped, its state saved
           self.checkpointer.close()
           writer.close()
@@ -225,7 +225,7 @@ class Trainer(setup.RunSetup):
     # learner shapes, fixed before the first step; the sampler's prefix table follows them
     floor = floors.load(self.paths.shape_floors, int(state.step)) or self.initial_floor()
     self.floor = floor
-    stopping = stop.received is not None  # the state here is already on disk
+    stopping = stop.agreed()  # the state here is already on disk
     while int(state.step) < c.num_steps and not stopping:
       t0 = time.perf_counter()
       runners, snapshot = self.league_runners(state) if self.league else (None, None)
@@ -255,7 +255,7 @@ class Trainer(setup.RunSetup):
       if multihost.is_chief():
         transcripts.write(self.paths.transcripts, step,
                           transcripts.records(r, [g.id for g in self.games]))
-      stopping = stop.received is not None  # read once: a later signal stops after the next step
+      stopping = stop.agreed()  # read once: a later signal stops after the next step
       if step % c.checkpoint.every == 0 or step == c.num_steps or stopping:
         self.checkpointer.save(step, state)
         if multihost.is_chief():
