@@ -364,3 +364,33 @@ def meshes(devices: int, max_tensor: int = 8) -> list[dict[str, int]]:
          for tensor in range(1, min(devices, max_tensor) + 1) if devices % tensor == 0
          for fsdp in range(1, devices // tensor + 1) if (devices // tensor) % fsdp == 0]
   return sorted(out, key=lambda m: (m["tensor"], -m["data"]))
+
+
+# ---- the row counts a run can afford on the devices it has ----
+HOST_SAMPLER_BYTES = 4 * GiB  # CPU: one process's share of host memory for sampling, fixed so
+# that row counts (hence evaluation draws) do not follow how much memory a machine happens to have
+
+
+def local_topology() -> Topology:
+  """This process's devices as a ``Topology``: accelerators report their memory (``bytes_limit``
+  of ``memory_stats``); CPU devices split ``HOST_SAMPLER_BYTES`` of the host's memory."""
+  devices = jax.local_devices()
+  stats = devices[0].memory_stats() or {}
+  platform = {"cpu": "cpu", "tpu": "tpu"}.get(devices[0].platform, "gpu")
+  if platform != "cpu" and stats.get("bytes_limit"):
+    return Topology(devices[0].device_kind, len(devices), int(stats["bytes_limit"]), platform)
+  return Topology("cpu", len(devices), HOST_SAMPLER_BYTES // len(devices), "cpu")
+
+
+def rows_that_fit(model: ModelConfig, mesh: Mapping[str, int] | None, prompt_tokens: int,
+                  new_tokens: int, most: int, topo: Topology | None = None,
+                  extra_params: int = 0, headroom: float = 0.9) -> int:
+  """How many prompts one ``sampling.generate`` call of ``prompt_tokens`` + ``new_tokens`` may
+  take on ``topo`` (default: the local devices) beside a resident train state: the largest padded
+  count up to ``most`` whose plan fits, and never fewer than one row per batch shard."""
+  mesh = {**{a: 1 for a in mesh_lib.MESH_AXES}, **dict(mesh or {})}
+  work = Workload(batch_size=1, micro_batch=1, learner_tokens=16, sampler_rows=most,
+                  prompt_slots=bucket(prompt_tokens, minimum=16),
+                  new_slots=bucket(new_tokens, minimum=16), extra_params=extra_params)
+  fitting = sampler_chunk(model, work, mesh, topo or local_topology(), headroom)
+  return min(most, max(fitting, mesh["data"] * mesh["fsdp"]))

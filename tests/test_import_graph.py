@@ -17,6 +17,7 @@ LAYERS = (
     ("text", "parallel"),                  # templates, extraction, tokenizers; meshes, hosts
     ("games", "model"),                    # the games; the transformer and its HF interop
     ("sampling",),                         # prefill, decode windows, shared prefixes
+    ("memory",),                           # per-device bytes of sampler and learner, from shapes
     ("play",),                             # the game loop, text agents, opponents
     ("rl",),                               # RAE, losses, batching, the train step, warm-start
     ("eval",),                             # arenas, exploitability, reasoning, the suites
@@ -132,8 +133,8 @@ def _tree(tmp_path, files: dict[str, str]) -> pathlib.Path:
     ({"games/core.py": "def f():\n  from spiral_jax.rl import rae\n", "rl/rae.py": ""},
      ["spiral_jax.games.core imports spiral_jax.rl.rae: games may not import rl (see LAYERS)"]),
     # a sideways import between units of one layer
-    ({"plan/memory.py": "import spiral_jax.run.setup\n", "run/setup.py": ""},
-     ["spiral_jax.plan.memory imports spiral_jax.run.setup: plan may not import run (see LAYERS)"]),
+    ({"plan/planner.py": "import spiral_jax.run.setup\n", "run/setup.py": ""},
+     ["spiral_jax.plan.planner imports spiral_jax.run.setup: plan may not import run (see LAYERS)"]),
     ({"run/setup.py": "from spiral_jax import evaluate\n", "evaluate.py": ""},
      ["spiral_jax.run.setup imports the command line spiral_jax.evaluate"]),
     ({"run/setup.py": "from spiral_jax.rl import rae\n", "rl/rae.py": "x = 1\n"}, []),

@@ -158,7 +158,7 @@ class EvalConfig:
   sampling: SamplingConfig = SamplingConfig(max_new_tokens=0, temperature=0.6, top_p=0.95)
   opponents: tuple[str, ...] = ("random",)  # 'random', 'expert', 'self', or a run/HF folder
   extra_games: tuple[str, ...] = ()   # game ids played only in evaluation (unseen games)
-  games_per_batch: int = 0            # arena games sampled at once; 0: all ``games`` together
+  games_per_batch: int = 0            # rows per sampler call; 0: what the memory plan fits
   kuhn_samples: int = 0               # > 0: also estimate the Kuhn policy from K samples per set
   reasoning: tuple[str, ...] = ()     # benchmark names (eval/datasets.NAMES); () for none
   data_dir: str = ""                  # TFDS data_dir where the benchmarks are (or get) built
@@ -185,7 +185,7 @@ class EvalConfig:
     for name in ("games_per_batch", "kuhn_samples", "reasoning_limit"):
       if getattr(self, name) < 0:
         raise InputError(f"eval.{name}={getattr(self, name)} must be >= 0 (0: "
-                         f"{'all at once' if name == 'games_per_batch' else 'off/all'})")
+                         f"{'the memory plan' if name == 'games_per_batch' else 'off/all'})")
     for name in ("reasoning_samples", "reasoning_max_new_tokens"):
       if getattr(self, name) < 1:
         raise InputError(f"eval.{name}={getattr(self, name)} must be >= 1")

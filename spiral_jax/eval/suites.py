@@ -23,8 +23,10 @@ response_tokens, response_chars}``, ``eval/<game>/exploitability`` and ``off_for
 ``eval/<game>/exploitability_sampled`` and ``invalid_mass_sampled``, and
 ``eval/reasoning/<benchmark>/pass@1`` etc. Seat breakdowns and intervals are in the JSON report.
 
-``eval.games_per_batch`` bounds the rows of one sampler call: arena games (default: all
-``eval.games`` at once), sampled Kuhn responses (default 256) and reasoning samples (default 64).
+``eval.games_per_batch`` bounds the rows of one sampler call: arena games, sampled Kuhn responses
+and reasoning samples. Its default (0) takes the most rows the memory plan fits on the local
+devices (``sampler_rows``, ``memory.rows_that_fit``): at most ``eval.games`` arena games, 256 Kuhn
+responses and 64 reasoning samples, fewer where a call of that many would not fit.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import jax
 
+from spiral_jax import memory
 from spiral_jax.eval import arena
 from spiral_jax.eval.kuhn_policy import (is_single_round_kuhn, kuhn_exploitability,
                                          sampled_kuhn_exploitability)
@@ -42,25 +45,48 @@ from spiral_jax.rl import batching, sft
 from spiral_jax.sampling import prefixes
 
 SCRIPTED_OPPONENTS = ("random", "expert", arena.SELF)
-KUHN_ROWS_PER_CALL = 256  # sampled Kuhn responses per sampler call (prefill memory grows with it)
+KUHN_ROWS_PER_CALL = 256  # sampled Kuhn responses per sampler call at most (by default)
+REASONING_ROWS_PER_CALL = 64  # reasoning samples per sampler call at most (by default)
+
+
+def sampler_rows(cfg, policy, most: int, new_tokens: int, prompt_tokens: int | None = None,
+                 extra_params: int = 0) -> int:
+  """Rows of one evaluation sampler call: ``eval.games_per_batch`` when set, else the most (up to
+  ``most``) that the memory plan fits on the local devices beside a resident train state and
+  ``extra_params`` more weight copies (frozen opponents): never "all at once" unchecked."""
+  if cfg.eval.games_per_batch:
+    return cfg.eval.games_per_batch
+  mesh = dict(policy.mesh.shape) if policy.mesh is not None else None
+  prompt = cfg.max_prompt_tokens if prompt_tokens is None else prompt_tokens
+  return memory.rows_that_fit(policy.config, mesh, prompt, new_tokens, most,
+                              extra_params=extra_params)
 
 
 def text_agent(cfg, policy, tokenizer=None, name: str = "policy",
-               prefix_table: prefixes.PrefixTable | None = None) -> agents.TextAgent:
+               prefix_table: prefixes.PrefixTable | None = None,
+               rows: int | None = None) -> agents.TextAgent:
   """The policy as an arena player with the config's evaluation decoding, its sampler padded to
-  the rows of an arena batch; with ``prefix_table`` (``Evaluator.prefix_table``) its prefill runs
-  the prompts' shared prefixes once, in one compiled shape for every turn of every evaluation."""
-  return agents.text_agent(policy, tokenizer, **eval_sample_kwargs(cfg), template=cfg.template,
-                           max_prompt_tokens=cfg.max_prompt_tokens, name=name,
-                           prefix_table=prefix_table)
+  ``rows`` (default: ``sampler_rows`` of an arena batch); with ``prefix_table``
+  (``Evaluator.prefix_table``) its prefill runs the prompts' shared prefixes once, in one
+  compiled shape for every turn of every evaluation."""
+  rows = rows or arena_rows(cfg, policy)
+  return agents.text_agent(policy, tokenizer, **eval_sample_kwargs(cfg, rows),
+                           template=cfg.template, max_prompt_tokens=cfg.max_prompt_tokens,
+                           name=name, prefix_table=prefix_table)
 
 
-def eval_sample_kwargs(cfg) -> dict[str, Any]:
-  """``agents.policy_sample_fn`` settings of evaluation: its decoding, and rows padded to an
-  arena batch (a text opponent's and the policy's turns never hold more)."""
+def arena_rows(cfg, policy, extra_params: int = 0) -> int:
+  """Arena games per batch: ``sampler_rows`` of at most ``eval.games`` evaluation turns."""
+  return sampler_rows(cfg, policy, cfg.eval.games, cfg.eval.sampling.max_new_tokens,
+                      extra_params=extra_params)
+
+
+def eval_sample_kwargs(cfg, rows: int) -> dict[str, Any]:
+  """``agents.policy_sample_fn`` settings of evaluation: its decoding, and calls padded to
+  ``rows``, an arena batch (a text opponent's and the policy's turns never hold more)."""
   s = cfg.eval.sampling
   return dict(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
-              top_k=s.top_k, batch_rows=cfg.eval.games_per_batch or cfg.eval.games)
+              top_k=s.top_k, batch_rows=rows)
 
 
 def arena_suite(games: Sequence[core.Game], agent: agents.TextAgent,
@@ -112,10 +138,14 @@ def reasoning_suite(cfg, policy, tokenizer, problems: Mapping[str, Sequence[Mapp
                     key: jax.Array) -> dict[str, Any]:
   """``evaluate_reasoning`` on ``problems`` with the config's samples and token budget."""
   from spiral_jax.eval import reasoning  # lazy: pulls in the answer checker (sympy)
+  # prompt + budget fit max_seq_len (the budget is clipped to it): plan for a full-length row
+  new = min(cfg.eval.reasoning_max_new_tokens, policy.config.max_seq_len)
+  rows = sampler_rows(cfg, policy, REASONING_ROWS_PER_CALL, new,
+                      prompt_tokens=policy.config.max_seq_len - new)
   return reasoning.evaluate_reasoning(
       policy, tokenizer, problems, num_samples=cfg.eval.reasoning_samples,
       max_new_tokens=cfg.eval.reasoning_max_new_tokens, key=key, template=cfg.template,
-      batch_size=cfg.eval.games_per_batch or 64)
+      batch_size=rows)
 
 
 # ---- the evaluator ----
@@ -162,8 +192,9 @@ class Evaluator:
         continue
       if name not in self._folder_opponents:
         from spiral_jax.play import opponents  # lazy: Orbax and the HF loader
+        rows = arena_rows(self.cfg, policy, self.folder_count)
         self._folder_opponents[name] = opponents.frozen(name, policy,
-                                                        eval_sample_kwargs(self.cfg))
+                                                        eval_sample_kwargs(self.cfg, rows))
       out.append(self._folder_opponents[name])
     return out
 
@@ -174,13 +205,13 @@ class Evaluator:
     if tokenizer is None:
       raise ValueError("Evaluator.run: the policy has no tokenizer; pass tokenizer=")
     policy = policy if policy.tokenizer is not None else policy.replace(tokenizer=tokenizer)
-    agent = text_agent(c, policy, tokenizer, prefix_table=self.prefix_table(tokenizer))
-    per_batch = c.eval.games_per_batch or None
+    rows = arena_rows(c, policy, self.folder_count)  # games at once: what the memory plan fits
+    agent = text_agent(c, policy, tokenizer, prefix_table=self.prefix_table(tokenizer), rows=rows)
     results = arena_suite(self.games, agent, self.opponents(policy), jax.random.fold_in(key, 0),
-                          num_games=c.eval.games, games_per_batch=per_batch, template=c.template)
+                          num_games=c.eval.games, games_per_batch=rows, template=c.template)
+    kuhn_rows = sampler_rows(c, policy, KUHN_ROWS_PER_CALL, c.eval.sampling.max_new_tokens)
     kuhn = kuhn_suite(self.games, policy, tokenizer, agent, jax.random.fold_in(key, 1),
-                      samples=c.eval.kuhn_samples, template=c.template,
-                      rows_per_call=c.eval.games_per_batch or KUHN_ROWS_PER_CALL)
+                      samples=c.eval.kuhn_samples, template=c.template, rows_per_call=kuhn_rows)
     reasoning = (reasoning_suite(c, policy, tokenizer, self.problems, jax.random.fold_in(key, 2))
                  if self.problems else None)
     s = c.eval.sampling
@@ -188,4 +219,10 @@ class Evaluator:
                 "games": [g.id for g in self.games], "temperature": s.temperature,
                 "top_p": s.top_p, "top_k": s.top_k, "max_new_tokens": s.max_new_tokens,
                 "template": c.template, "kuhn_samples": c.eval.kuhn_samples}
+    settings["games_per_batch"] = rows
     return EvalReport(results, kuhn, reasoning, settings)
+
+  @property
+  def folder_count(self) -> int:
+    """Opponents loaded from folders: each keeps one more weight copy on the devices."""
+    return sum(name not in SCRIPTED_OPPONENTS for name in self.cfg.eval.opponents)

@@ -2,7 +2,7 @@
 
 ``run(config_dict, topology)`` returns the table and, when a phase does not fit, the refusal that
 names what to change; ``resolve`` and ``workload`` turn a config into the model and the sizes the
-trainer will use; the estimates themselves are ``plan/memory.py``.
+trainer will use; the estimates themselves are ``spiral_jax/memory.py``.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from spiral_jax.errors import InputError
 from spiral_jax.model import config as model_config
 from spiral_jax.model import hf
 from spiral_jax.parallel import mesh as mesh_lib
-from spiral_jax.plan import memory
+from spiral_jax import memory
 from spiral_jax.rl import batching
 from spiral_jax.sampling.prefixes import bucket
 

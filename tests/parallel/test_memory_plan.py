@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding
 from spiral_jax.plan import planner as plan
 from spiral_jax.model import config as model_config
 from spiral_jax.model import transformer
-from spiral_jax.plan import memory
+from spiral_jax import memory
 from spiral_jax.sampling.prefixes import bucket
 from spiral_jax.parallel import mesh as mesh_lib
 from spiral_jax.rl import train_step as ts
@@ -204,4 +204,5 @@ def test_cli_prints_the_paper_plan_without_weights():
   model = model_config.PRESETS["qwen3_4b_base"]
   gib = float(next(line for line in out.splitlines() if line.strip().startswith("parameters"))
               .split()[-1])
-  assert gib == pytest.approx(model.num_params * 4 / 8 / memory.GiB, rel=0.01)
+  # printed to 0.01 GiB (<= 0.005 off), and the replicated norms add 0.0006 GiB to the eighth
+  assert gib == pytest.approx(model.num_params * 4 / 8 / memory.GiB, abs=0.006)
