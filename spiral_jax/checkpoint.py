@@ -18,6 +18,7 @@ A run resumes only from a checkpoint that reads back exactly as it was written:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +41,11 @@ class CorruptCheckpointError(InputError, RuntimeError):
 
 class CheckpointMismatchError(InputError):
   """A checkpoint whose arrays do not fit the requested ones: the run's config changed."""
+
+
+class CheckpointWriteError(InputError, RuntimeError):
+  """A checkpoint that could not be written (a full disk, no permission); the steps committed
+  before it are left intact, so a rerun resumes from the newest of them."""
 
 
 def leaf_name(path: tuple) -> str:
@@ -131,19 +137,43 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(self.directory,
                                          item_handlers=ocp.StandardCheckpointHandler(),
                                          options=options)
+    self._writing: int | None = None  # the step of a save not yet known to be committed
 
   def save(self, step: int, state: Any, force: bool = False) -> bool:
     """Starts writing ``state`` as ``step`` (in the background when async); the fingerprints are
-    computed now, before the caller can donate the arrays."""
-    return self.manager.save(step, args=ocp.args.StandardSave(state), force=force,
-                             custom_metadata={FINGERPRINTS: fingerprints(state)})
+    computed now, before the caller can donate the arrays. A write that fails (here, or in the
+    background: then at the next ``save``, ``wait`` or ``close``) raises
+    ``CheckpointWriteError``."""
+    if self._writing is None:
+      self._writing = step
+    with self._write_errors():  # a failure here may be the previous save's, in the background
+      saved = self.manager.save(step, args=ocp.args.StandardSave(state), force=force,
+                                custom_metadata={FINGERPRINTS: fingerprints(state)})
+    self._writing = step
+    return saved
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def wait(self) -> None:
     """Blocks until the last save is committed (and the steps it retires are deleted)."""
-    self.manager.wait_until_finished()
+    with self._write_errors():
+      self.manager.wait_until_finished()
+    self._writing = None
+
+  @contextlib.contextmanager
+  def _write_errors(self):
+    """Any failure of a save as one ``CheckpointWriteError`` naming the step and what is left."""
+    try:
+      yield
+    except Exception as e:
+      step, self._writing = self._writing, None
+      committed = sorted(int(p) for p in os.listdir(self.directory) if p.isdigit())
+      left = (f"the newest complete checkpoint, step {committed[-1]}, is intact: rerun to resume "
+              "from it" if committed else "no step is complete yet: a rerun starts over")
+      raise CheckpointWriteError(
+          f"checkpoint {step} under {self.directory} could not be written ({_first_line(e)}); "
+          f"{left} once the cause is fixed (free disk space, permissions)") from e
 
   def restore(self, step: int, like: Any, fields: Mapping[str, Any] | None = None) -> Any:
     """Restores ``step`` onto the shapes, dtypes and shardings of ``like``.
@@ -242,7 +272,7 @@ class Checkpointer:
     return restored["params"]
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
 
   # ---- checks ----
