@@ -18,12 +18,13 @@ returning n responses per prompt (a Hugging Face model, a server, or a test's ca
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from spiral_jax.eval import answers
+from spiral_jax.eval import answers, arena
 from spiral_jax.text import templates
 
 TEMPERATURE = 0.6
@@ -133,8 +134,12 @@ def _mean(values: list[float]) -> float:
 def _benchmark_metrics(problems: Sequence[Mapping[str, Any]], samples: _Samples) -> dict:
   correct = [[answers.score_response(text, problem) for text in row]
              for problem, row in zip(problems, samples.texts)]
+  per_problem = [_mean([float(ok) for ok, _ in row]) for row in correct]
+  # the interval is over problems (the unit a benchmark samples), not over one problem's samples
+  interval = arena.Mean.of(per_problem)
   metrics = {
-      "pass@1": _mean([_mean([float(ok) for ok, _ in row]) for row in correct]),
+      "pass@1": _mean(per_problem),
+      "pass@1_ci95": (interval.high - interval.low) / 2 if len(per_problem) > 1 else math.nan,
       "boxed_rate": _mean([float(box) for row in correct for _, box in row]),
       "mean_response_chars": _mean([len(t) for row in samples.texts for t in row]),
       "num_problems": len(problems),

@@ -122,11 +122,15 @@ def _reasoning_markdown(result: Mapping[str, Any]) -> list[str]:
   lines = [(f"Temperature {s['temperature']}, top-p {s['top_p']}, up to "
             f"{s.get('max_new_tokens_used', s['max_new_tokens'])} new tokens; pass@1 is the mean "
             "over problems of the fraction of correct samples."), "",
-           "| benchmark | pass@1 | boxed | response tokens | problems x samples |",
+           "| benchmark | pass@1 [95% interval over problems] | boxed | response tokens | "
+           "problems x samples |",
            "| --- | ---: | ---: | ---: | ---: |"]
   for name, b in result["benchmarks"].items():
     tokens = b.get("mean_response_tokens", math.nan)
-    lines.append(f"| {name} | {b['pass@1']:.3f} | {b['boxed_rate']:.3f} | {tokens:.1f} | "
-                 f"{b['num_problems']} x {b['num_samples']} |")
+    half = b.get("pass@1_ci95")
+    interval = ("n/a" if half is None or not math.isfinite(half) else
+                f"{b['pass@1'] - half:.3f}, {b['pass@1'] + half:.3f}")
+    lines.append(f"| {name} | {b['pass@1']:.3f} [{interval}] | {b['boxed_rate']:.3f} | "
+                 f"{tokens:.1f} | {b['num_problems']} x {b['num_samples']} |")
   lines += [f"| **average** | **{result['average_pass@1']:.3f}** | | | |", ""]
   return lines
